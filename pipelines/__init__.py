@@ -1,0 +1,1 @@
+"""Data in: sources -> decode -> augment -> batch, all as tf.data pipelines."""

@@ -1,0 +1,1 @@
+"""SavedModel export in the TF Serving layout, serving clients, the face gallery."""

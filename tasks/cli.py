@@ -1,0 +1,58 @@
+"""The ``convforge`` command line.
+
+Each module in ``tasks/commands/`` adds one subcommand through
+``add_parser(subparsers)``; the parser it adds sets ``func`` (called with the
+parsed args, returning an exit code or None). Modules are discovered, so a new
+command is a new file.
+
+User mistakes raise ``tasks.errors.UserError``: printed as one ``error:`` line,
+exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every discovered subcommand."""
+    import tasks.commands as commands
+
+    parser = argparse.ArgumentParser(
+        prog="convforge",
+        description="Convolutional networks: train, evaluate, export and serve, tracked in MLflow.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"tasks.commands.{info.name}")
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    from tasks.errors import UserError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

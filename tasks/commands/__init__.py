@@ -1,0 +1,1 @@
+"""One module per ``convforge`` subcommand; each defines ``add_parser(subparsers)``."""

@@ -1,0 +1,190 @@
+"""Recipes: one YAML file = one experiment.
+
+A recipe is a nested mapping validated against a schema of defaults: the base
+schema below merged with the chosen task's ``defaults``. Unknown keys and
+ill-typed values are refused with one line naming the key. ``--set a.b=v``
+overrides any field (``v`` is parsed as YAML: ``--set train.epochs=3``).
+
+Free-form mappings (``model.options`` and any key whose default is ``{}``) take
+any keys; a default of ``None`` accepts any type.
+
+Example:
+    >>> recipe = load_recipe("tasks/recipes/fashion_mnist_lenet5.yaml", ["train.epochs=1"])
+    >>> recipe["train"]["epochs"]
+    1
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from tasks.errors import UserError
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+BASE_SCHEMA: dict[str, Any] = {
+    "task": "classification",
+    "seed": 42,
+    "description": "",
+    "data": {
+        "dataset": "fashion_mnist",  # catalog name, or folder:PATH / csv:PATH
+        "val_fraction": 0.1,
+        "train_limit": None,  # keep the first N training examples (after the seeded shuffle)
+        "test_limit": None,
+        "image_size": None,  # [H, W] to resize to, None keeps the native size
+        "channels": None,  # 1 or 3 to convert, None keeps the native channels
+        "augment": [],  # augmentation policy: a list of names or {name: {...}}
+        "shuffle_buffer": 10000,
+    },
+    "model": {"name": "lenet5", "options": {}},
+    "train": {
+        "epochs": 10,
+        "batch_size": 128,
+        "optimizer": "adam",
+        "learning_rate": 0.001,
+        "weight_decay": 0.0,
+        "label_smoothing": 0.0,
+        "precision": "float32",
+        "early_stopping": 0,  # patience in epochs, 0 = off
+        "steps_per_epoch": None,
+    },
+    "export": {"enabled": True, "dir": "exports", "name": None},
+    "mlflow": {"experiment": "convforge", "run_name": None},
+}
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """Deep-merge ``extra`` into a copy of ``base`` (``extra`` wins)."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def schema_for(task_name: str) -> dict:
+    """The full schema (defaults) of recipes for ``task_name``."""
+    from tasks.task import get_task_class
+
+    return merge(BASE_SCHEMA, get_task_class(task_name).defaults)
+
+
+def validate(values: dict, schema: dict, prefix: str = "") -> dict:
+    """Check ``values`` against ``schema`` and return ``schema`` updated by them."""
+    if not isinstance(values, dict):
+        raise UserError(f"recipe section {prefix.rstrip('.') or '<root>'} must be a mapping; received {values!r}")
+    out = copy.deepcopy(schema)
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if key not in schema:
+            known = ", ".join(sorted(schema))
+            raise UserError(f"unknown recipe key {name!r}; known keys here: {known}")
+        default = schema[key]
+        if isinstance(default, dict) and default:
+            out[key] = validate(value, default, name + ".")
+        elif isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise UserError(f"recipe key {name!r} must be a mapping; received {value!r}")
+            out[key] = copy.deepcopy(value)
+        else:
+            out[key] = _check_type(name, value, default)
+    return out
+
+
+def _check_type(name: str, value: Any, default: Any) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise UserError(
+            f"recipe key {name!r} must be {type(default).__name__}; received {value!r} ({type(value).__name__})"
+        )
+    return value
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict:
+    """Turn ``["a.b=1", "c=x"]`` into ``{"a": {"b": 1}, "c": "x"}`` (values parsed as YAML)."""
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UserError(f"--set {pair!r} must look like key=value (e.g. train.epochs=3)")
+        key, raw = pair.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A recipe path, or the name of a bundled recipe (``fashion_mnist_lenet5``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    bundled = RECIPES_DIR / (p.name if p.suffix else f"{p.name}.yaml")
+    if bundled.is_file():
+        return bundled
+    raise UserError(f"recipe {str(name_or_path)!r} not found; give a YAML path or one of `convforge recipes`")
+
+
+def load_recipe(name_or_path: str | Path | dict, overrides: Iterable[str] = ()) -> dict:
+    """Read, override and validate a recipe; returns the fully resolved mapping."""
+    if isinstance(name_or_path, dict):
+        raw = copy.deepcopy(name_or_path)
+    else:
+        path = resolve_path(name_or_path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise UserError(f"recipe {path} cannot be read: {err}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"recipe {path} must be a YAML mapping at the top level")
+    raw = merge(raw, parse_overrides(overrides))
+    task_name = raw.get("task", BASE_SCHEMA["task"])
+    if not isinstance(task_name, str):
+        raise UserError(f"recipe key 'task' must be a task name; received {task_name!r}")
+    return validate(raw, schema_for(task_name))
+
+
+def flatten(recipe: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (for MLflow params)."""
+    flat: dict[str, Any] = {}
+    for key, value in recipe.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def list_recipes() -> list[tuple[str, str, str]]:
+    """(name, task, description) of every bundled recipe."""
+    rows = []
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text()) or {}
+        rows.append((path.stem, raw.get("task", "classification"), raw.get("description", "")))
+    return rows

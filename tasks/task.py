@@ -1,0 +1,135 @@
+"""The Task: one problem's view of training, with small named hooks.
+
+The hook names mirror TensorFlow Model Garden's ``base_task`` so readers feel at
+home: ``build_inputs``, ``build_model``, ``build_losses``, ``build_metrics``,
+plus ``evaluate``, ``log_figures`` and ``export``. The trainer
+(``tasks.trainer``) calls them in order inside one MLflow run; training itself
+goes through ``model.fit`` so Keras callbacks and MLflow see every epoch.
+
+A task module registers its class with ``@register_task("name")`` and puts its
+own recipe section(s) in ``defaults`` (merged into the base recipe schema).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tasks.errors import UserError
+
+_TASKS: dict[str, type["Task"]] = {}
+
+
+def register_task(name: str):
+    """Class decorator: make a Task available as ``task: name`` in recipes."""
+
+    def wrap(cls):
+        cls.name = name
+        _TASKS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _discover() -> None:
+    import tasks
+
+    for info in pkgutil.iter_modules(tasks.__path__):
+        if info.name not in {"cli", "task", "trainer", "recipe", "errors"} and not info.ispkg:
+            importlib.import_module(f"tasks.{info.name}")
+
+
+def get_task_class(name: str) -> type["Task"]:
+    """The Task class registered as ``name``."""
+    if name not in _TASKS:
+        _discover()
+    if name not in _TASKS:
+        raise UserError(f"unknown task {name!r}; choose one of: {', '.join(sorted(_TASKS))}")
+    return _TASKS[name]
+
+
+@dataclass
+class Inputs:
+    """What ``build_inputs`` returns: batched datasets and what the model needs to know."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset | None
+    test: tf.data.Dataset | None
+    input_shape: tuple[int, ...]
+    class_names: list[str]
+    info: dict[str, Any] = field(default_factory=dict)  # counts, fingerprint, skipped files...
+
+
+class Task:
+    """Base class; subclasses override the hooks they need."""
+
+    name = "base"
+    defaults: dict = {}
+
+    def __init__(self, recipe: dict):
+        self.recipe = recipe
+
+    # -- hooks -----------------------------------------------------------------
+    def build_inputs(self) -> Inputs:
+        raise NotImplementedError
+
+    def build_model(self, inputs: Inputs) -> keras.Model:
+        from models import build
+
+        spec = self.recipe["model"]
+        try:
+            return build(spec["name"], inputs.input_shape, len(inputs.class_names), **spec["options"])
+        except KeyError as err:
+            raise UserError(str(err).strip("\"'")) from None
+        except TypeError as err:
+            raise UserError(f"model.options for {spec['name']!r}: {err}") from None
+
+    def build_losses(self):
+        raise NotImplementedError
+
+    def build_metrics(self) -> list:
+        return []
+
+    def build_optimizer(self) -> keras.optimizers.Optimizer:
+        train = self.recipe["train"]
+        name = train["optimizer"].lower()
+        kwargs: dict[str, Any] = {"learning_rate": train["learning_rate"]}
+        if train["weight_decay"]:
+            kwargs["weight_decay"] = train["weight_decay"]
+        try:
+            return keras.optimizers.get({"class_name": name, "config": kwargs})
+        except ValueError:
+            raise UserError(f"unknown optimizer {train['optimizer']!r} in train.optimizer; try adam, adamw, sgd, rmsprop") from None
+
+    def compile(self, model: keras.Model) -> None:
+        model.compile(optimizer=self.build_optimizer(), loss=self.build_losses(), metrics=self.build_metrics())
+
+    def fit(self, model: keras.Model, inputs: Inputs, callbacks: list) -> keras.callbacks.History:
+        train = self.recipe["train"]
+        return model.fit(
+            inputs.train,
+            validation_data=inputs.val,
+            epochs=train["epochs"],
+            steps_per_epoch=train["steps_per_epoch"],
+            callbacks=callbacks,
+            verbose=1,
+        )
+
+    def evaluate(self, model: keras.Model, inputs: Inputs) -> dict[str, float]:
+        if inputs.test is None:
+            return {}
+        values = model.evaluate(inputs.test, return_dict=True, verbose=0)
+        return {f"test_{k}": float(v) for k, v in values.items()}
+
+    def log_figures(self, model: keras.Model, inputs: Inputs, history, out_dir: Path) -> list[Path]:
+        """Write figures (PNG) into ``out_dir``; the trainer logs them to MLflow."""
+        return []
+
+    def export(self, model: keras.Model, inputs: Inputs, root: str | Path, name: str) -> Path:
+        raise NotImplementedError
