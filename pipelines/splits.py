@@ -1,0 +1,139 @@
+"""Deterministic train/val/test splits as unbatched tf.data datasets, and batching.
+
+A dataset spec is a catalog name (``fashion_mnist``), ``folder:PATH`` (one
+subfolder per class) or ``csv:PATH`` (a ``path,label`` manifest). Catalog sets
+keep their own test split; file sets are split by a seeded permutation. Every
+element is ``(uint8 image [H, W, C], int64 label)``.
+
+Example:
+    >>> s = load_splits("fashion_mnist", seed=42, val_fraction=0.1, train_limit=1000)
+    >>> train = batch(s.train, 64, shuffle_buffer=1000, seed=42, training=True)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import catalog, sources
+from pipelines.decode import decode_image, resize_uint8
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclass
+class Splits:
+    """Unbatched train/val/test datasets and what a model needs to know about them."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset | None
+    test: tf.data.Dataset | None
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    sizes: dict[str, int]
+    fingerprint: str
+    skipped: Counter = field(default_factory=Counter)
+    train_arrays: np.ndarray | None = None  # the training images when held in memory
+
+
+def _split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = int(round(n * fractions[0])), int(round(n * fractions[1]))
+    return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
+
+
+def _limit(idx: np.ndarray, limit: int | None) -> np.ndarray:
+    return idx if limit is None else idx[: int(limit)]
+
+
+def _convert(image: tf.Tensor, channels: int | None, image_size) -> tf.Tensor:
+    if channels == 3 and image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    elif channels == 1 and image.shape[-1] == 3:
+        image = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
+    return resize_uint8(image, image_size)
+
+
+def load_splits(
+    spec: str,
+    seed: int,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> Splits:
+    """Load ``spec`` and split it; see the module docstring for the spec forms."""
+    size = tuple(image_size) if image_size else None
+    if spec.startswith(("folder:", "csv:")):
+        kind, path = spec.split(":", 1)
+        files = sources.image_folder(path) if kind == "folder" else sources.csv_manifest(path)
+        if not files.paths:
+            raise ValueError(f"dataset {spec!r} has no readable images (skipped: {dict(files.skipped) or 'none'})")
+        return _from_files(spec, files, seed, val_fraction, test_fraction, train_limit, test_limit, size, channels or 3)
+    data = catalog.load_arrays(spec)
+    tr, va, _ = _split_indices(len(data.x_train), (val_fraction, 0.0), seed)
+    tr = _limit(tr, train_limit)
+    va = _limit(va, None if train_limit is None else max(1, int(round(train_limit * val_fraction))))
+    te = _limit(np.arange(len(data.x_test)), test_limit)
+    ch = channels or data.x_train.shape[-1]
+
+    def make(x, y):
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if ch != x.shape[-1] or size:
+            ds = ds.map(lambda im, lb: (_convert(im, ch, size), lb), num_parallel_calls=AUTOTUNE)
+        return ds
+
+    h, w = size or data.x_train.shape[1:3]
+    return Splits(
+        train=make(data.x_train[tr], data.y_train[tr]),
+        val=make(data.x_train[va], data.y_train[va]) if len(va) else None,
+        test=make(data.x_test[te], data.y_test[te]),
+        input_shape=(int(h), int(w), int(ch)),
+        class_names=list(data.class_names),
+        sizes={"train": len(tr), "val": len(va), "test": len(te)},
+        fingerprint=data.fingerprint(),
+        train_arrays=data.x_train[tr],
+    )
+
+
+def _from_files(spec, files, seed, val_fraction, test_fraction, train_limit, test_limit, size, channels) -> Splits:
+    paths = np.array(files.paths)
+    labels = np.array(files.labels, dtype=np.int64)
+    tr, va, te = _split_indices(len(paths), (val_fraction, test_fraction), seed)
+    tr, te = _limit(tr, train_limit), _limit(te, test_limit)
+    if size is None:
+        probe = decode_image(tf.io.read_file(paths[tr[0]]), channels, None)
+        size = tuple(int(d) for d in probe.shape[:2])
+
+    def make(idx):
+        if not len(idx):
+            return None
+        ds = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx]))
+        ds = ds.map(lambda p, lb: (decode_image(tf.io.read_file(p), channels, size), lb), num_parallel_calls=AUTOTUNE)
+        return ds.ignore_errors()  # a file that passed the header check but fails to decode is dropped
+
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(f"{p}\t{lb}" for p, lb in zip(files.paths, files.labels)).encode()).hexdigest()[:16]
+    return Splits(
+        train=make(tr),
+        val=make(va),
+        test=make(te),
+        input_shape=(size[0], size[1], channels),
+        class_names=files.class_names,
+        sizes={"train": len(tr), "val": len(va), "test": len(te)},
+        fingerprint=digest,
+        skipped=files.skipped,
+    )
+
+
+def batch(ds: tf.data.Dataset, batch_size: int, shuffle_buffer: int = 0, seed: int | None = None, training: bool = False) -> tf.data.Dataset:
+    """Shuffle (training only, reshuffled each epoch), batch and prefetch."""
+    if training and shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
