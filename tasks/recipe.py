@@ -47,7 +47,6 @@ BASE_SCHEMA: dict[str, Any] = {
         "optimizer": "adam",
         "learning_rate": 0.001,
         "weight_decay": 0.0,
-        "label_smoothing": 0.0,
         "precision": "float32",
         "early_stopping": 0,  # patience in epochs, 0 = off
         "steps_per_epoch": None,

@@ -118,6 +118,7 @@ class Task:
             epochs=train["epochs"],
             steps_per_epoch=train["steps_per_epoch"],
             callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
             verbose=1,
         )
 

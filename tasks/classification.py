@@ -1,0 +1,110 @@
+"""Image classification: a softmax classifier over a catalog, folder or CSV dataset.
+
+Recipe sections used: ``data`` (dataset, splits, size, augmentation), ``model``
+(any registered builder), ``train``; ``evaluation.mode`` is read by the
+multi-crop evaluator where present. Figures: training curves and the test
+confusion matrix. Export: ``probabilities`` and ``class_id`` with class names
+in the assets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipelines.splits import batch, load_splits
+from serving.export import export_classifier
+from tasks import plots
+from tasks.errors import UserError
+from tasks.task import Inputs, Task, register_task
+
+
+def collect_predictions(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over a batched ``(images, labels)`` dataset -> (labels, probabilities)."""
+    labels, probs = [], []
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    for x, y in ds:
+        labels.append(y.numpy())
+        out = predict(x)
+        probs.append(np.asarray(out[0] if isinstance(out, (list, tuple)) else out, dtype=np.float32))
+    return np.concatenate(labels), np.concatenate(probs)
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, prefix: str = "test_") -> dict[str, float]:
+    """Accuracy and mean cross-entropy from labels ``[N]`` and probabilities ``[N, K]``."""
+    picked = probs[np.arange(len(labels)), labels]
+    return {
+        f"{prefix}accuracy": float(np.mean(np.argmax(probs, axis=1) == labels)),
+        f"{prefix}loss": float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))),
+    }
+
+
+@register_task("classification")
+class ClassificationTask(Task):
+    """Softmax classification with sparse categorical cross-entropy."""
+
+    defaults = {"data": {"test_fraction": 0.1}}
+
+    def build_inputs(self) -> Inputs:
+        data, seed = self.recipe["data"], self.recipe["seed"]
+        try:
+            splits = load_splits(
+                data["dataset"], seed, data["val_fraction"], data["test_fraction"],
+                data["train_limit"], data["test_limit"], data["image_size"], data["channels"],
+            )
+        except (KeyError, FileNotFoundError, ValueError) as err:
+            raise UserError(f"data.dataset {data['dataset']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+        train = splits.train
+        if data["augment"]:
+            train = self._augment(train, splits)
+        bs = self.recipe["train"]["batch_size"]
+        return Inputs(
+            train=batch(train, bs, data["shuffle_buffer"], seed, training=True),
+            val=batch(splits.val, bs) if splits.val is not None else None,
+            test=batch(splits.test, bs) if splits.test is not None else None,
+            input_shape=splits.input_shape,
+            class_names=splits.class_names,
+            info={"fingerprint": splits.fingerprint, "sizes": splits.sizes, "skipped": dict(splits.skipped)},
+        )
+
+    def _augment(self, train: tf.data.Dataset, splits) -> tf.data.Dataset:
+        from pipelines import augment
+
+        policy = self.recipe["data"]["augment"]
+        try:
+            augment.validate_policy(policy)
+        except ValueError as err:
+            raise UserError(f"data.augment: {err}") from None
+        pca = None
+        if augment.needs_pca(policy):
+            from pipelines.pca_colour import fit_pca
+
+            pca = fit_pca(splits.train_arrays if splits.train_arrays is not None else np.stack([x for x, _ in train.take(2000).as_numpy_iterator()]))
+        return augment.augment_dataset(train, policy, self.recipe["seed"], pca)
+
+    def build_losses(self):
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def build_metrics(self) -> list:
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def evaluate(self, model: keras.Model, inputs: Inputs) -> dict[str, float]:
+        if inputs.test is None:
+            return {}
+        self._labels, self._probs = collect_predictions(model, inputs.test)
+        return classification_metrics(self._labels, self._probs)
+
+    def log_figures(self, model, inputs, history, out_dir: Path) -> list[Path]:
+        out = []
+        if history:
+            out.append(plots.save(plots.training_curves(history), out_dir / "training_curves.png"))
+        if getattr(self, "_probs", None) is not None:
+            fig = plots.confusion_matrix(self._labels, self._probs.argmax(axis=1), inputs.class_names)
+            out.append(plots.save(fig, out_dir / "confusion_matrix.png"))
+        return out
+
+    def export(self, model, inputs, root, name) -> Path:
+        return export_classifier(model, root, name, inputs.class_names)

@@ -1,0 +1,160 @@
+"""The trainer: one recipe -> one tracked, resumable, exported run.
+
+``train(recipe)`` opens one MLflow run and calls the task's hooks in order:
+build_inputs -> build_model -> compile -> fit (``model.fit`` with callbacks)
+-> evaluate -> log_figures -> log the model -> export. It logs the flattened
+recipe as params, the resolved recipe file, per-epoch metrics, final metrics,
+figures and the model, and tags the git commit, the dataset fingerprint and
+the export path.
+
+Reliability: training state lives in ``<workdir>/runs/<recipe-key>/`` (Keras
+``BackupAndRestore`` plus the MLflow run id), so rerunning the same command
+after a crash or ``kill -9`` resumes from the last finished epoch in the SAME
+MLflow run. A NaN/inf loss stops the run at once with the step named, keeps the
+last good checkpoint and marks the MLflow run FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+
+from tasks import tracking
+from tasks.recipe import flatten
+from tasks.task import get_task_class
+
+PIP_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "keras==3.15.1"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    export_path: Path | None
+    metrics: dict[str, float]
+    history: dict[str, list] = field(default_factory=dict)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Raise ``TrainingDiverged`` on the first NaN/inf batch loss (before any checkpoint of it)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(f"loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}; "
+                                   "lower train.learning_rate or check the data")
+
+
+def recipe_key(recipe: dict) -> str:
+    """A short stable hash of the resolved recipe (names the resume folder)."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _set_precision(policy: str) -> None:
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def _log_params(log: tracking.SafeLogger, recipe: dict) -> None:
+    params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else str(v))[:6000] for k, v in flatten(recipe).items()}
+    items = list(params.items())
+    for i in range(0, len(items), 90):  # MLflow accepts at most 100 params per batch
+        log("log_params", dict(items[i : i + 90]))
+
+
+def train(recipe: dict, workdir: str | Path = ".") -> TrainResult:
+    """Run ``recipe`` (already validated by ``tasks.recipe.load_recipe``)."""
+    workdir = Path(workdir)
+    tracking.configure(workdir)
+    keras.utils.set_random_seed(recipe["seed"])
+    _set_precision(recipe["train"]["precision"])
+    task = get_task_class(recipe["task"])(recipe)
+
+    state = workdir / "runs" / recipe_key(recipe)
+    state.mkdir(parents=True, exist_ok=True)
+    run_id_file = state / "mlflow_run_id"
+    resume_id = run_id_file.read_text().strip() if run_id_file.is_file() else None
+
+    mlflow.set_experiment(recipe["mlflow"]["experiment"])
+    run = mlflow.start_run(run_id=resume_id, run_name=None if resume_id else recipe["mlflow"]["run_name"])
+    run_id = run.info.run_id
+    run_id_file.write_text(run_id)
+    log = tracking.SafeLogger(state)
+    if resume_id:
+        print(f"resuming MLflow run {run_id} from {state}")
+    try:
+        if not resume_id:
+            _log_params(log, recipe)
+            log("log_dict", recipe, "recipe.yaml")
+            log("set_tags", {"git_commit": tracking.git_commit(), "task": recipe["task"], "model": recipe["model"]["name"]})
+        inputs = task.build_inputs()
+        log("set_tags", {"dataset": recipe["data"]["dataset"], "dataset_fingerprint": inputs.info.get("fingerprint", "")})
+        skipped = inputs.info.get("skipped", {})
+        if skipped:
+            log("log_metrics", {f"skipped_{k}": float(v) for k, v in skipped.items()})
+        model = task.build_model(inputs)
+        task.compile(model)
+        callbacks = [
+            StopOnNonFinite(),
+            tracking.MlflowEpochMetrics(log),
+            keras.callbacks.BackupAndRestore(str(state / "backup")),
+        ]
+        if recipe["train"]["early_stopping"]:
+            callbacks.append(keras.callbacks.EarlyStopping(patience=recipe["train"]["early_stopping"], restore_best_weights=True))
+        history = task.fit(model, inputs, callbacks)
+        metrics = task.evaluate(model, inputs)
+        log("log_metrics", metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            for png in task.log_figures(model, inputs, getattr(history, "history", {}), Path(tmp)):
+                log("log_artifact", str(png), "figures")
+        _log_model(log, model)
+        export_path = None
+        if recipe["export"]["enabled"]:
+            name = recipe["export"]["name"] or f"{recipe['data']['dataset']}_{recipe['model']['name']}".replace(":", "_").replace("/", "_")
+            export_path = task.export(model, inputs, workdir / recipe["export"]["dir"], name).resolve()
+            log("set_tag", "export_path", str(export_path))
+        mlflow.end_run("FINISHED")
+    except TrainingDiverged:
+        mlflow.end_run("FAILED")
+        raise
+    except BaseException:
+        mlflow.end_run("KILLED")  # the state folder stays: rerunning resumes this run
+        raise
+    if log.failed:  # keep the queued tracking calls for `convforge sync-runs`
+        shutil.rmtree(state / "backup", ignore_errors=True)
+        run_id_file.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(state, ignore_errors=True)
+    return TrainResult(run_id, export_path, metrics, getattr(history, "history", {}))
+
+
+def _log_model(log: tracking.SafeLogger, model: keras.Model) -> None:
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    shape = (-1, *[d if d is not None else -1 for d in model.input_shape[1:]])
+    out = model.output_shape if not isinstance(model.output_shape, list) else model.output_shape[0]
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(model.inputs[0].dtype), shape)]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, *out[1:]))]),
+    )
+    try:
+        mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=PIP_REQUIREMENTS)
+    except Exception as err:  # tracking outage: keep the model locally instead
+        log.spill.parent.mkdir(parents=True, exist_ok=True)
+        model.save(log.spill.parent / "model.keras")
+        print(f"warning: could not log the model to MLflow ({type(err).__name__}); saved {log.spill.parent / 'model.keras'}")
