@@ -98,10 +98,13 @@ def export_image_model(
     return write_version(root, name, writer)
 
 
-def export_classifier(model: keras.Model, root: str | Path, name: str, class_names: list[str]) -> Path:
+def export_classifier(
+    model: keras.Model, root: str | Path, name: str, class_names: list[str], assets: dict[str, str] | None = None
+) -> Path:
     """Export a softmax classifier: outputs ``probabilities`` ``[N, K]`` and ``class_id`` ``[N]``.
 
-    The class names ship in ``assets/class_names.txt`` (one per line).
+    The class names ship in ``assets/class_names.txt`` (one per line), next to
+    any extra ``assets`` (e.g. the recipe that trained the model).
     """
     h, w, c = model.input_shape[1:4]
 
@@ -109,7 +112,8 @@ def export_classifier(model: keras.Model, root: str | Path, name: str, class_nam
         probs = tf.cast(model(images, training=False), tf.float32)
         return {"probabilities": probs, "class_id": tf.argmax(probs, axis=-1, output_type=tf.int32)}
 
-    return export_image_model(serve, model, root, name, (h, w), c, {CLASS_NAMES_FILE: "\n".join(class_names) + "\n"})
+    files = {CLASS_NAMES_FILE: "\n".join(class_names) + "\n", **(assets or {})}
+    return export_image_model(serve, model, root, name, (h, w), c, files)
 
 
 def read_class_names(export_path: str | Path) -> list[str]:

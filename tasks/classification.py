@@ -14,12 +14,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+import yaml
 
 from pipelines.splits import batch, load_splits
 from serving.export import export_classifier
 from tasks import plots
 from tasks.errors import UserError
-from tasks.task import Inputs, Task, register_task
+from tasks.task import RECIPE_ASSET, Inputs, Task, register_task
 
 
 def collect_predictions(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -107,4 +108,4 @@ class ClassificationTask(Task):
         return out
 
     def export(self, model, inputs, root, name) -> Path:
-        return export_classifier(model, root, name, inputs.class_names)
+        return export_classifier(model, root, name, inputs.class_names, {RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False)})

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tasks.errors import UserError
 
 _TASKS: dict[str, type["Task"]] = {}
+RECIPE_ASSET = "recipe.yaml"  # the resolved recipe, logged to MLflow and shipped in exports
 
 
 def register_task(name: str):

@@ -30,7 +30,7 @@ import numpy as np
 
 from tasks import tracking
 from tasks.recipe import flatten
-from tasks.task import get_task_class
+from tasks.task import RECIPE_ASSET, get_task_class
 
 PIP_REQUIREMENTS = ["tensorflow-cpu==2.21.0", "keras==3.15.1"]
 
@@ -99,13 +99,14 @@ def train(recipe: dict, workdir: str | Path = ".") -> TrainResult:
     try:
         if not resume_id:
             _log_params(log, recipe)
-            log("log_dict", recipe, "recipe.yaml")
+            log("log_dict", recipe, RECIPE_ASSET)
             log("set_tags", {"git_commit": tracking.git_commit(), "task": recipe["task"], "model": recipe["model"]["name"]})
         inputs = task.build_inputs()
         log("set_tags", {"dataset": recipe["data"]["dataset"], "dataset_fingerprint": inputs.info.get("fingerprint", "")})
         skipped = inputs.info.get("skipped", {})
         if skipped:
             log("log_metrics", {f"skipped_{k}": float(v) for k, v in skipped.items()})
+        log("log_dict", {"class_names": inputs.class_names, "input_shape": list(inputs.input_shape)}, "inputs.json")
         model = task.build_model(inputs)
         task.compile(model)
         callbacks = [

@@ -1,0 +1,54 @@
+"""Loading exports back: resolve ``<root>/<name>[/<version>]`` and call its signatures.
+
+Example:
+    >>> served = load_export("exports/fashion_mnist_lenet5")      # newest version
+    >>> out = predict_bytes(served, [open("shoe.png", "rb").read()])
+    >>> out["probabilities"].shape
+    (1, 10)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from serving.versions import latest_version
+
+
+def resolve_export(path: str | Path) -> Path:
+    """A version folder: ``path`` itself if it holds a SavedModel, else its newest version."""
+    p = Path(path)
+    if (p / "saved_model.pb").is_file():
+        return p
+    if p.is_dir():
+        return latest_version(p)
+    raise FileNotFoundError(f"export {p} does not exist")
+
+
+def load_export(path: str | Path):
+    """``tf.saved_model.load`` of the resolved version folder."""
+    return tf.saved_model.load(str(resolve_export(path)))
+
+
+def predict_bytes(served, images: list[bytes], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Call ``serving_bytes`` on encoded images in batches; outputs concatenated as numpy."""
+    fn = served.signatures["serving_bytes"]
+    parts: dict[str, list] = {}
+    for i in range(0, len(images), batch_size):
+        out = fn(image_bytes=tf.constant(images[i : i + batch_size]))
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def predict_arrays(served, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Call ``serving_default`` on uint8 ``[N, H, W, C]`` in batches."""
+    fn = served.signatures["serving_default"]
+    parts: dict[str, list] = {}
+    for i in range(0, len(images), batch_size):
+        out = fn(images=tf.constant(images[i : i + batch_size]))
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.numpy())
+    return {k: np.concatenate(v) for k, v in parts.items()}

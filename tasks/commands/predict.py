@@ -1,0 +1,61 @@
+"""``convforge predict EXPORT IMAGE... [--top-k K]``: classify images with an exported model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="top-k labels for images, through an exported SavedModel",
+                       description="Send image files through the export's serving_bytes signature (decoding and "
+                                   "resizing happen inside the graph) and print the top-k classes.")
+    p.add_argument("export", help="an export folder (<dir>/<name> for its newest version, or <dir>/<name>/<version>)")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF)")
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to print per image (default 3)")
+    p.set_defaults(func=run)
+
+
+def read_images(paths: list[str]) -> list[bytes]:
+    """Read image files, refusing missing and corrupt ones with a clear error."""
+    from pipelines.decode import check_image_bytes
+    from tasks.errors import UserError
+
+    out = []
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"image {path} does not exist")
+        data = p.read_bytes()
+        problem = check_image_bytes(data)
+        if problem:
+            raise UserError(f"image {path} cannot be used ({problem.replace('_', ' ')}); give a JPEG, PNG, BMP or GIF file")
+        out.append(data)
+    return out
+
+
+def load_export_or_fail(export: str):
+    from serving.loader import load_export, resolve_export
+    from tasks.errors import UserError
+
+    try:
+        path = resolve_export(export)
+    except FileNotFoundError as err:
+        raise UserError(f"{err}; give an export folder written by `convforge train` or `convforge export`") from None
+    return path, load_export(path)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from serving.export import read_class_names
+    from serving.loader import predict_bytes
+
+    images = read_images(args.images)
+    path, served = load_export_or_fail(args.export)
+    names = read_class_names(path)
+    probs = predict_bytes(served, images)["probabilities"]
+    for image, p in zip(args.images, probs):
+        top = np.argsort(p)[::-1][: args.top_k]
+        labels = ", ".join(f"{names[i] if i < len(names) else i} {p[i]:.3f}" for i in top)
+        print(f"{image}: {labels}")
+    return 0

@@ -1,0 +1,31 @@
+"""``convforge train RECIPE [--set key=value]...``"""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a recipe (tracked in MLflow, exported as a SavedModel)",
+                       description="Train one recipe: one MLflow run, per-epoch metrics, figures, the model and a "
+                                   "TF Serving export. Rerunning the same command after a crash resumes it.")
+    p.add_argument("recipe", help="a recipe YAML path or the name of a bundled recipe (see `convforge recipes`)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--workdir", default=".", help="folder for mlflow.db, exports/ and resume state (default: .)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from tasks.recipe import load_recipe
+    from tasks.trainer import TrainingDiverged, train
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    try:
+        result = train(recipe, args.workdir)
+    except TrainingDiverged as err:
+        print(f"error: training diverged: {err}")
+        return 1
+    for key, value in sorted(result.metrics.items()):
+        print(f"{key}: {value:.4f}")
+    print(f"mlflow run id: {result.run_id}")
+    print(f"export path: {result.export_path}")
+    return 0
