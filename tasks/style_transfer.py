@@ -213,12 +213,12 @@ def _lbfgs(image: tf.Variable, value_and_grad, settings: StyleSettings, record) 
     image.assign(result.x.reshape(shape).astype(np.float32))
 
 
-def comparison_figure(content: np.ndarray, style: np.ndarray, generated: np.ndarray, title: str = ""):
-    """The C | S | G figure (matplotlib Figure)."""
+def comparison_figure(images, labels=("Content C", "Style S", "Generated G"), title: str = ""):
+    """Images side by side with their labels (the C | S | G figure by default); a matplotlib Figure."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
-    for ax, img, name in zip(axes, (content, style, generated), ("Content C", "Style S", "Generated G")):
+    fig, axes = plt.subplots(1, len(images), figsize=(4.4 * len(images), 4.4), squeeze=False)
+    for ax, img, name in zip(axes[0], images, labels):
         ax.imshow(img)
         ax.set_title(name)
         ax.axis("off")
@@ -266,7 +266,7 @@ def run_style_transfer(
         c = fit_size(content, settings.size)[0].numpy().astype(np.uint8)
         title = f"alpha={settings.alpha:g} beta={settings.beta:g} {settings.optimizer} {settings.steps} steps"
         with tempfile.TemporaryDirectory() as tmp:
-            fig_path = save(comparison_figure(c, style, result.image, title), Path(tmp) / "content_style_generated.png")
+            fig_path = save(comparison_figure((c, style, result.image), title=title), Path(tmp) / "content_style_generated.png")
             mlflow.log_artifact(str(fig_path))
             if output:
                 Path(output).parent.mkdir(parents=True, exist_ok=True)
