@@ -99,3 +99,16 @@ def plain_stack(x, filters: list[int], rank: int, pool: int = 2, name: str = "pl
         x = conv_bn(x, n, 3, 1, rank, name=f"{name}{i}")
         x = MAX_POOL[rank](pool, padding="same", name=f"{name}{i}_pool")(x)
     return x
+
+
+def plain_convnet(input_shape, num_classes: int, filters=(32, 64, 128), input_scale: float = 1.0 / 255,
+                  name: str = "convnet") -> keras.Model:
+    """A plain conv net of any rank: float ``[N, *S, C]`` -> softmax ``[N, num_classes]``.
+
+    Per entry of ``filters``: conv3-BN-ReLU and a 2x max pool; then global
+    average pooling and a softmax Dense. Rank = ``len(input_shape) - 1``.
+    """
+    rank = len(input_shape) - 1
+    inputs, x = signal_input(input_shape, input_scale)
+    x = plain_stack(x, list(filters), rank)
+    return keras.Model(inputs, classifier_head(x, num_classes, rank), name=name)
