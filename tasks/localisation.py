@@ -1,0 +1,158 @@
+"""Object localisation with landmarks: at most one object per image, the notes' ``y`` vector.
+
+Data: scenes (``pipelines.scenes``) holding zero or one real object on a real
+photo, with its exact box and five landmarks read from its mask (centroid,
+top, bottom, left, right). Model ``localiser`` outputs ``[pc, bx, by, bw, bh,
+classes..., l1x, l1y, ...]``; the loss only looks at ``pc`` when there is no
+object.
+
+Evaluation on held-out scenes: ``pc`` accuracy (object present iff
+``pc > localisation.pc_threshold``), class accuracy, mean box IoU and the share
+with IoU >= 0.5, and the mean landmark error (fraction of the image side), on
+the images that hold an object. Export: ``detection_*`` outputs (at most one
+box) plus ``landmarks`` ``[N, 1, K, 2]``, so ``convforge detect`` draws them too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
+from pipelines.scenes import LANDMARK_NAMES, Scenes
+from serving.export import CLASS_NAMES_FILE, export_image_model
+from tasks import plots
+from tasks.detection import load_scene_splits, scenes_fingerprint
+from tasks.detection_drawing import draw_detections, tile, write_png
+from tasks.errors import UserError
+from tasks.metrics_map import box_iou
+from tasks.task import RECIPE_ASSET, Inputs, Task, register_task
+
+
+def localisation_targets(scenes: Scenes, num_classes: int) -> np.ndarray:
+    """``[N, 5 + C + 2K]`` targets of scenes with zero or one object each."""
+    k = len(LANDMARK_NAMES)
+    rows = []
+    for b, c, m in zip(scenes.boxes, scenes.classes, scenes.landmarks):
+        rows.append(encode_localisation(b[0], c[0], m[0], num_classes, k) if len(b) else
+                    encode_localisation(None, 0, None, num_classes, k))
+    return np.stack(rows)
+
+
+def localisation_metrics(scenes: Scenes, outputs: np.ndarray, num_classes: int, pc_threshold: float) -> dict:
+    """pc accuracy, class accuracy, mean IoU, IoU >= 0.5 rate and landmark error on held-out scenes."""
+    d = decode_localisation(outputs, num_classes)
+    has = np.array([len(b) > 0 for b in scenes.boxes])
+    pos = np.nonzero(has)[0]
+    ious = np.array([box_iou(d["boxes"][i : i + 1], scenes.boxes[i][:1])[0, 0] for i in pos])
+    err = np.array([np.linalg.norm(d["landmarks"][i] - scenes.landmarks[i][0], axis=-1).mean() for i in pos])
+    classes = np.array([scenes.classes[i][0] for i in pos])
+    return {
+        "pc_accuracy": float(np.mean((d["pc"] > pc_threshold) == has)),
+        "class_accuracy": float(np.mean(d["classes"][pos] == classes)) if len(pos) else 0.0,
+        "mean_iou": float(ious.mean()) if len(pos) else 0.0,
+        "iou50_rate": float(np.mean(ious >= 0.5)) if len(pos) else 0.0,
+        "landmark_error": float(err.mean()) if len(pos) else 0.0,
+    }
+
+
+@register_task("localisation")
+class LocalisationTask(Task):
+    """Localisation + landmarks (``model.name: localiser``)."""
+
+    defaults = {
+        "data": {"dataset": "scenes:fashion_mnist", "image_size": [64, 64]},
+        "model": {"name": "localiser"},
+        "scenes": {"train": 3000, "val": 300, "test": 500, "objects_per_scene": [0, 1],
+                   "object_size": [20, 40], "max_overlap": 0.0},
+        "localisation": {"box_weight": 5.0, "landmark_weight": 5.0, "pc_threshold": 0.6},
+    }
+
+    def build_inputs(self) -> Inputs:
+        data = self.recipe["data"]
+        if data["augment"]:
+            raise UserError("data.augment is not used by localisation (a mirror would swap the left/right "
+                            "landmarks); remove it, the scene generator already varies every scene")
+        if self.recipe["scenes"]["objects_per_scene"][1] > 1:
+            raise UserError("scenes.objects_per_scene: localisation takes at most one object per image; use [0, 1]")
+        image_size = data["image_size"] or [64, 64]
+        train, val, self.test_scenes = load_scene_splits(data["dataset"], image_size, self.recipe["scenes"],
+                                                         self.recipe["seed"])
+        self.num_classes = len(train.class_names)
+        bs = self.recipe["train"]["batch_size"]
+
+        def ds(s: Scenes, shuffle: bool) -> tf.data.Dataset:
+            out = tf.data.Dataset.from_tensor_slices((s.images, localisation_targets(s, self.num_classes)))
+            if shuffle:
+                out = out.shuffle(min(len(s), data["shuffle_buffer"]), seed=self.recipe["seed"])
+            return out.batch(bs).prefetch(tf.data.AUTOTUNE)
+
+        return Inputs(
+            train=ds(train, True), val=ds(val, False), test=ds(self.test_scenes, False),
+            input_shape=(int(image_size[0]), int(image_size[1]), 3), class_names=train.class_names,
+            info={"fingerprint": scenes_fingerprint(train, val, self.test_scenes),
+                  "sizes": {"train": len(train), "val": len(val), "test": len(self.test_scenes)}},
+        )
+
+    def build_model(self, inputs: Inputs) -> keras.Model:
+        from models import build
+
+        spec = self.recipe["model"]
+        options = {"landmarks": len(LANDMARK_NAMES), **spec["options"]}
+        try:
+            return build(spec["name"], inputs.input_shape, len(inputs.class_names), **options)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"model {spec['name']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+
+    def build_losses(self):
+        cfg = self.recipe["localisation"]
+        return LocalisationLoss(self.num_classes, cfg["box_weight"], cfg["landmark_weight"])
+
+    def evaluate(self, model, inputs) -> dict[str, float]:
+        self._outputs = model.predict(self.test_scenes.images, batch_size=256, verbose=0)
+        values = localisation_metrics(self.test_scenes, self._outputs, self.num_classes,
+                                      self.recipe["localisation"]["pc_threshold"])
+        return {f"test_{k}": v for k, v in values.items()}
+
+    def log_figures(self, model, inputs, history, out_dir: Path) -> list[Path]:
+        out = []
+        if history:
+            out.append(plots.save(plots.training_curves(history), out_dir / "training_curves.png"))
+        n = min(8, len(self.test_scenes))
+        outputs = getattr(self, "_outputs", None)
+        d = decode_localisation(outputs[:n] if outputs is not None else model.predict(self.test_scenes.images[:n], verbose=0),
+                                self.num_classes)
+        tiles = []
+        for i in range(n):
+            s = self.test_scenes
+            im = draw_detections(s.images[i], s.boxes[i], s.classes[i], colour=(255, 255, 255), thickness=1)
+            if d["pc"][i] > self.recipe["localisation"]["pc_threshold"]:
+                im = draw_detections(im, d["boxes"][i : i + 1], d["classes"][i : i + 1], d["pc"][i : i + 1],
+                                     inputs.class_names, landmarks=d["landmarks"][i : i + 1])
+            tiles.append(im)
+        out.append(write_png(out_dir / "localisation.png", tile(tiles, columns=4)))
+        return out
+
+    def export(self, model, inputs, root, name) -> Path:
+        c, threshold = self.num_classes, self.recipe["localisation"]["pc_threshold"]
+
+        def serve(images):
+            y = tf.cast(model(images, training=False), tf.float32)
+            bx, by, bw, bh = y[:, 1], y[:, 2], y[:, 3], y[:, 4]
+            boxes = tf.stack([by - bh / 2, bx - bw / 2, by + bh / 2, bx + bw / 2], -1)[:, None]
+            present = y[:, 0] > threshold
+            return {
+                "detection_boxes": tf.clip_by_value(boxes, 0.0, 1.0),
+                "detection_scores": y[:, :1],
+                "detection_classes": tf.cast(tf.argmax(y[:, 5 : 5 + c], -1), tf.float32)[:, None],
+                "num_detections": tf.cast(present, tf.int32),
+                "landmarks": tf.reshape(y[:, 5 + c :], [-1, 1, len(LANDMARK_NAMES), 2]),
+            }
+
+        assets = {CLASS_NAMES_FILE: "\n".join(inputs.class_names) + "\n",
+                  RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False)}
+        return export_image_model(serve, model, root, name, inputs.input_shape[:2], 3, assets)
