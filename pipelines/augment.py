@@ -1,0 +1,325 @@
+"""On-the-fly augmentation policies, run as TF graph ops in tf.data's thread pool.
+
+A policy is a list read from a recipe, each entry a transform name or a
+one-key mapping of name to options::
+
+    augment: [mirror, {random_crop: {padding: 4}}, {rotate: {degrees: 15}},
+              {shear: {degrees: 10}}, elastic, grid_distortion,
+              {colour_shift: {shift: 20}}, pca_colour]
+
+Transforms (every one takes ``p``, the chance it is applied to an image):
+
+==================  ==========================================================
+``mirror``          horizontal flip (``vertical: true`` flips rows); p 0.5
+``random_crop``     per-image window: ``padding`` px of zeros around the image,
+                    ``scale`` [lo, hi] area fraction (resized back to full size)
+``rotate``          ``degrees``: d (uniform in [-d, d]) or [lo, hi]; counter-
+                    clockwise on screen
+``shear``           ``degrees`` like rotate; ``axis`` x (lean the vertical
+                    axis, top to the right) or y
+``elastic``         local warping: ``grid`` x ``grid`` control points moved up
+                    to ``magnitude`` x image size, interpolated smoothly
+``grid_distortion`` ``steps`` bands per axis, each resized by 1 +- ``limit``
+``colour_shift``    per-channel offsets uniform in [-``shift``, ``shift``] levels
+``pca_colour``      AlexNet PCA colour: ``sum_i alpha_i lambda_i p_i``,
+                    alpha ~ N(0, ``std``); needs a fitted ``PcaColour``
+==================  ==========================================================
+
+All geometric steps of an image are fused into one inverse map and one
+resampling (affine steps in list order, then the warps; zero fill outside),
+so boxes and keypoints move exactly as the pixels do (``pipelines.geometry``).
+Colour steps then add their offsets. Randomness is stateless and comes from a
+per-element seed stream: with ``seed`` the same recipe repeats exactly, run
+after run (and differs epoch to epoch); without, order is non-deterministic.
+
+Example:
+    >>> policy = [ "mirror", {"random_crop": {"padding": 4}} ]
+    >>> train = augment_dataset(train, policy, seed=42)   # unbatched (image, label)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import tensorflow as tf
+
+from pipelines import geometry
+from pipelines.pca_colour import PcaColour
+
+MICRO_BATCH = 16  # fixed-size images are augmented this many at a time (vectorised)
+BOX_ALIGNED = ("box_labels",)  # dict fields filtered together with "boxes"
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str  # "affine" | "warp" | "colour"
+    defaults: dict
+    sample: Callable  # (rng, batch, height, width, channels, options, pca) -> matrix | warp | offset
+
+
+@dataclass
+class Step:
+    name: str
+    spec: Spec
+    options: dict = field(default_factory=dict)
+
+
+class _Rng:
+    """Stateless draws from one seed; each draw folds in a new counter."""
+
+    def __init__(self, seed: tf.Tensor):
+        self.seed, self.count = seed, 0
+
+    def _next(self) -> tf.Tensor:
+        self.count += 1
+        return tf.random.experimental.stateless_fold_in(self.seed, self.count)
+
+    def uniform(self, shape, lo=0.0, hi=1.0) -> tf.Tensor:
+        return tf.random.stateless_uniform(shape, self._next(), lo, hi)
+
+    def normal(self, shape, std=1.0) -> tf.Tensor:
+        return tf.random.stateless_normal(shape, self._next(), stddev=std)
+
+
+def _range(value) -> tuple[float, float]:
+    if isinstance(value, (list, tuple)):
+        return float(value[0]), float(value[1])
+    return -float(value), float(value)
+
+
+def _mirror(rng, b, h, w, c, o, pca):
+    return geometry.mirror(tf.ones([b]), h, w, vertical=o["vertical"])
+
+
+def _random_crop(rng, b, h, w, c, o, pca):
+    pad = float(o["padding"])
+    area = rng.uniform([b], *o["scale"])
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+    ch, cw = tf.round(tf.sqrt(area) * hf), tf.round(tf.sqrt(area) * wf)
+    oy = -pad + tf.floor(rng.uniform([b]) * (hf + 2 * pad - ch + 1))
+    ox = -pad + tf.floor(rng.uniform([b]) * (wf + 2 * pad - cw + 1))
+    return geometry.crop(oy, ox, ch, cw, h, w)
+
+
+def _rotate(rng, b, h, w, c, o, pca):
+    return geometry.rotation(rng.uniform([b], *_range(o["degrees"])), h, w)
+
+
+def _shear(rng, b, h, w, c, o, pca):
+    return geometry.shear(rng.uniform([b], *_range(o["degrees"])), h, w, axis=o["axis"])
+
+
+def _elastic(rng, b, h, w, c, o, pca):
+    size = tf.cast(tf.minimum(h, w), tf.float32) * float(o["magnitude"])
+    offsets = rng.uniform([b, o["grid"], o["grid"], 2], -1.0, 1.0) * size
+    return geometry.Elastic(offsets, h, w)
+
+
+def _grid_distortion(rng, b, h, w, c, o, pca):
+    lo, hi = 1.0 - o["limit"], 1.0 + o["limit"]
+    return geometry.GridDistortion(rng.uniform([b, o["steps"]], lo, hi), rng.uniform([b, o["steps"]], lo, hi), h, w)
+
+
+def _colour_shift(rng, b, h, w, c, o, pca):
+    return rng.uniform([b, 1, 1, c], -float(o["shift"]), float(o["shift"]))
+
+
+def _pca_colour(rng, b, h, w, c, o, pca: PcaColour):
+    if c != 3:
+        raise ValueError(f"pca_colour needs RGB images (3 channels); the images here have {c}")
+    alpha = rng.normal([b, 3], std=float(o["std"]))
+    values = tf.constant(pca.eigenvalues, tf.float32)
+    vectors = tf.constant(pca.eigenvectors, tf.float32)
+    shift = tf.matmul(alpha * values, vectors, transpose_b=True) * 255.0  # sum_i alpha_i lambda_i p_i
+    return tf.reshape(shift, [b, 1, 1, 3])
+
+
+TRANSFORMS: dict[str, Spec] = {
+    "mirror": Spec("affine", {"p": 0.5, "vertical": False}, _mirror),
+    "random_crop": Spec("affine", {"p": 1.0, "padding": 0, "scale": [1.0, 1.0]}, _random_crop),
+    "rotate": Spec("affine", {"p": 1.0, "degrees": 15.0}, _rotate),
+    "shear": Spec("affine", {"p": 1.0, "degrees": 10.0, "axis": "x"}, _shear),
+    "elastic": Spec("warp", {"p": 1.0, "magnitude": 0.03, "grid": 5}, _elastic),
+    "grid_distortion": Spec("warp", {"p": 1.0, "steps": 5, "limit": 0.3}, _grid_distortion),
+    "colour_shift": Spec("colour", {"p": 1.0, "shift": 20.0}, _colour_shift),
+    "pca_colour": Spec("colour", {"p": 1.0, "std": 0.1}, _pca_colour),
+}
+ALIASES = {"color_shift": "colour_shift", "pca_color": "pca_colour", "flip": "mirror", "rotation": "rotate"}
+
+
+def _check_option(where: str, key: str, value: Any, default: Any) -> Any:
+    def bad(expect: str):
+        return ValueError(f"{where}: option {key!r} must be {expect}; received {value!r}")
+
+    number = (int, float)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif key == "degrees":
+        ok = isinstance(value, number) and value >= 0
+        ok = ok or (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, number) for v in value) and value[0] <= value[1])
+        if not ok or isinstance(value, bool):
+            raise bad("a number d >= 0 (meaning [-d, d]) or a range [lo, hi]")
+    elif key == "scale":
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and 0 < value[0] <= value[1] <= 1):
+            raise bad("a range [lo, hi] with 0 < lo <= hi <= 1")
+        value = [float(v) for v in value]
+    elif key == "axis":
+        if value not in ("x", "y"):
+            raise bad("'x' or 'y'")
+    elif key in ("grid", "steps"):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
+            raise bad("an integer >= 2")
+    elif key == "padding":
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise bad("an integer >= 0 (pixels)")
+    else:
+        if not isinstance(value, number) or isinstance(value, bool) or value < 0:
+            raise bad("a number >= 0")
+        if key in ("p", "limit") and value > (1 if key == "p" else 0.99):
+            raise bad("between 0 and 1" if key == "p" else "below 1")
+    return value
+
+
+def validate_policy(policy) -> list[Step]:
+    """Check a recipe's policy list; returns its steps. ValueError naming the bad entry."""
+    if policy is None:
+        return []
+    if not isinstance(policy, (list, tuple)):
+        raise ValueError(f"augmentation policy must be a list of transforms; received {policy!r}")
+    steps = []
+    for i, entry in enumerate(policy, 1):
+        if isinstance(entry, str):
+            name, options = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            name, options = next(iter(entry.items()))
+            options = {} if options is None else options
+        else:
+            raise ValueError(f"augmentation step {i} must be a name or {{name: {{options}}}}; received {entry!r}")
+        canonical = ALIASES.get(name, name)
+        if canonical not in TRANSFORMS:
+            raise ValueError(f"augmentation step {i}: unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
+        spec = TRANSFORMS[canonical]
+        where = f"augmentation step {i} ({canonical})"
+        if not isinstance(options, dict):
+            raise ValueError(f"{where}: options must be a mapping; received {options!r}")
+        resolved = dict(spec.defaults)
+        for key, value in options.items():
+            if key not in spec.defaults:
+                raise ValueError(f"{where}: unknown option {key!r}; known options: {', '.join(spec.defaults)}")
+            resolved[key] = _check_option(where, key, value, spec.defaults[key])
+        steps.append(Step(canonical, spec, resolved))
+    return steps
+
+
+def needs_pca(policy) -> bool:
+    """True if the policy has a ``pca_colour`` step (fit ``PcaColour`` on the training set)."""
+    return any(step.name == "pca_colour" for step in validate_policy(policy))
+
+
+def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None, boxes=None, keypoints=None):
+    """Augment uint8 ``[B, H, W, C]`` with one stateless ``seed`` (``[2]`` int); every image
+    draws its own parameters. Optional normalised ``boxes`` ``[B, N, 4]`` and ``keypoints``
+    ``[B, K, 2]`` move with the pixels. Returns ``(images, boxes, box_keep, keypoints, visible)``
+    (``None`` for parts not given)."""
+    b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    c = images.shape[-1]
+    matrix, warps, offset = None, [], None
+    for index, step in enumerate(steps):
+        rng = _Rng(tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), index))
+        applied = rng.uniform([b]) < step.options["p"]
+        value = step.spec.sample(rng, b, h, w, c, step.options, pca)
+        if step.spec.kind == "affine":
+            value = tf.where(applied[:, None, None], value, geometry.identity(b))
+            matrix = value if matrix is None else matrix @ value
+        elif step.spec.kind == "warp":
+            warps.append(geometry.Masked(value, applied))
+        else:
+            value = value * tf.cast(applied, tf.float32)[:, None, None, None]
+            offset = value if offset is None else offset + value
+    geometric = matrix is not None or bool(warps)
+    if geometric and matrix is None:
+        matrix = geometry.identity(b)
+    out = images
+    if geometric or offset is not None:
+        pixels = geometry.warp_images(images, matrix, warps) if geometric else tf.cast(images, tf.float32)
+        if offset is not None:
+            pixels = pixels + offset
+        out = tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
+    keep = visible = None
+    if boxes is not None:
+        boxes, keep = (geometry.transform_boxes(boxes, matrix, warps, h, w) if geometric
+                       else (boxes, tf.ones(tf.shape(boxes)[:2], tf.bool)))
+    if keypoints is not None:
+        keypoints, visible = (geometry.transform_keypoints(keypoints, matrix, warps, h, w) if geometric
+                              else (keypoints, tf.ones(tf.shape(keypoints)[:2], tf.bool)))
+    return out, boxes, keep, keypoints, visible
+
+
+def _seed_stream(seed: int | None) -> tf.data.Dataset:
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
+        lambda r: tf.stack([r, tf.constant(0, tf.int64)])
+    )
+
+
+def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: PcaColour | None = None) -> tf.data.Dataset:
+    """Augment an UNBATCHED dataset on the fly; same structure, dtypes and static shapes.
+
+    Elements are ``(image, label, ...)`` tuples (the image first, the rest passed through),
+    a bare image, or a dict with ``image`` and optionally ``boxes`` ``[N, 4]`` (kept rows
+    also filter ``box_labels``) and ``keypoints`` ``[K, 2]`` (``keypoint_visible`` is set
+    to False for points that leave the image). Images are uint8 ``[H, W, C]``.
+
+    Fixed-size images are augmented ``MICRO_BATCH`` at a time (one vectorised op per
+    stage, still per-image parameters); others one by one.
+
+    Example:
+        >>> ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        >>> ds = augment_dataset(ds, ["mirror", {"rotate": {"degrees": 10}}], seed=1)
+    """
+    steps = validate_policy(policy)
+    if not steps:
+        return ds
+    if any(s.name == "pca_colour" for s in steps) and pca is None:
+        raise ValueError("the policy has pca_colour but no PcaColour was given; fit one with fit_pca(train images)")
+    spec = ds.element_spec
+    is_dict = isinstance(spec, dict)
+    image_spec = spec["image"] if is_dict else spec[0] if isinstance(spec, tuple) else spec
+    if image_spec.dtype != tf.uint8 or image_spec.shape.rank != 3:
+        raise ValueError(f"augment_dataset needs uint8 [H, W, C] images; received {image_spec}")
+    options = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+
+    if not is_dict and image_spec.shape.is_fully_defined():
+        def on_batch(element, seed_pair):
+            if isinstance(element, tuple):
+                return (augment_batch(element[0], seed_pair, steps, pca)[0],) + element[1:]
+            return augment_batch(element, seed_pair, steps, pca)[0]
+
+        batched = ds.batch(MICRO_BATCH)
+        out = tf.data.Dataset.zip((batched, _seed_stream(seed))).map(on_batch, **options)
+        return out.unbatch()
+
+    def on_element(element, seed_pair):
+        if not is_dict:
+            parts = element if isinstance(element, tuple) else (element,)
+            image = augment_batch(parts[0][None], seed_pair, steps, pca)[0][0]
+            return (image,) + parts[1:] if isinstance(element, tuple) else image
+        element = dict(element)
+        boxes = element["boxes"][None] if "boxes" in element else None
+        points = element["keypoints"][None] if "keypoints" in element else None
+        image, boxes, keep, points, visible = augment_batch(element["image"][None], seed_pair, steps, pca, boxes, points)
+        element["image"] = image[0]
+        if boxes is not None:
+            element["boxes"] = tf.boolean_mask(boxes[0], keep[0])
+            for key in BOX_ALIGNED:
+                if key in element:
+                    element[key] = tf.boolean_mask(element[key], keep[0])
+        if points is not None:
+            element["keypoints"] = points[0]
+            was = element.get("keypoint_visible", tf.ones_like(visible[0]))
+            now = tf.logical_and(tf.cast(was, tf.bool), visible[0])
+            element["keypoint_visible"] = tf.cast(now, was.dtype)
+        return element
+
+    return tf.data.Dataset.zip((ds, _seed_stream(seed))).map(on_element, **options)

@@ -1,0 +1,297 @@
+"""Geometry shared by images, boxes and keypoints: one inverse map, applied once.
+
+Conventions (the same everywhere in ``pipelines``):
+
+* Pixel *index* space: ``x`` is the column, ``y`` the row, pixel centres sit
+  on integers, ``0 .. W-1`` and ``0 .. H-1``.
+* Boxes are **normalised** ``[ymin, xmin, ymax, xmax]`` in ``[0, 1]`` (the
+  ``tf.image`` convention) over pixel *edges*: ``x_norm = (x_index + 0.5) / W``.
+  Keypoints are normalised ``[y, x]`` in the same frame.
+
+A geometric augmentation is described by its *inverse* map: for each output
+pixel ``p`` the source position ``S(p) = M @ (p + sum_i D_i(p))``, where ``M``
+is a 3x3 affine matrix (mirror, crop, rotation and shear composed) and the
+``D_i`` optional smooth displacements (elastic, grid distortion) evaluated at
+the output pixel. Images are resampled once through ``S`` (bilinear, zero
+fill); points move with its inverse (closed form for ``M``, a short
+fixed-point iteration for the displacements).
+
+Example:
+    >>> m = rotation(tf.constant([30.0]), height=64, width=64)   # [1, 3, 3]
+    >>> out = warp_images(images_uint8, m, warps=[])              # float [1, 64, 64, C]
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+
+# -- affine matrices (inverse maps, output index -> source index), batched [B, 3, 3]
+def _matrix(a, b, c, d, e, f) -> tf.Tensor:
+    zero, one = tf.zeros_like(a), tf.ones_like(a)
+    rows = [tf.stack([a, b, c], -1), tf.stack([d, e, f], -1), tf.stack([zero, zero, one], -1)]
+    return tf.stack(rows, -2)
+
+
+def identity(batch: tf.Tensor) -> tf.Tensor:
+    """``[B, 3, 3]`` identity maps."""
+    return tf.eye(3, batch_shape=[batch], dtype=tf.float32)
+
+
+def mirror(flip: tf.Tensor, height, width, vertical: bool = False) -> tf.Tensor:
+    """Flip where ``flip`` (``[B]`` of 0/1) is 1: ``x_src = W - 1 - x`` (or ``y`` when vertical)."""
+    flip = tf.cast(flip, tf.float32)
+    sign = 1.0 - 2.0 * flip
+    zero, one = tf.zeros_like(flip), tf.ones_like(flip)
+    if vertical:
+        return _matrix(one, zero, zero, zero, sign, flip * (tf.cast(height, tf.float32) - 1.0))
+    return _matrix(sign, zero, flip * (tf.cast(width, tf.float32) - 1.0), zero, one, zero)
+
+
+def crop(offset_y, offset_x, crop_h, crop_w, height, width) -> tf.Tensor:
+    """Take the window at ``(offset_y, offset_x)`` of size ``(crop_h, crop_w)`` and resize it
+    to ``(height, width)``; offsets may be negative or run past the edge (zero padding).
+    A window of the full size is a pure integer shift: ``src = p + offset``."""
+    sy = crop_h / tf.cast(height, tf.float32)
+    sx = crop_w / tf.cast(width, tf.float32)
+    zero = tf.zeros_like(sx)
+    return _matrix(sx, zero, offset_x + 0.5 * sx - 0.5, zero, sy, offset_y + 0.5 * sy - 0.5)
+
+
+def _about_centre(m: tf.Tensor, height, width) -> tf.Tensor:
+    cx = (tf.cast(width, tf.float32) - 1.0) / 2.0 * tf.ones_like(m[:, 0, 0])
+    cy = (tf.cast(height, tf.float32) - 1.0) / 2.0 * tf.ones_like(m[:, 0, 0])
+    zero, one = tf.zeros_like(cx), tf.ones_like(cx)
+    return _matrix(one, zero, cx, zero, one, cy) @ m @ _matrix(one, zero, -cx, zero, one, -cy)
+
+
+def rotation(degrees: tf.Tensor, height, width) -> tf.Tensor:
+    """Turn the picture ``degrees`` counter-clockwise (as seen on screen) about its centre.
+
+    Forward (source -> output, y down): ``x' = c + cos*(x-c) + sin*(y-c)``,
+    ``y' = c - sin*(x-c) + cos*(y-c)``; this returns its inverse."""
+    t = degrees * (math.pi / 180.0)
+    cos, sin = tf.cos(t), tf.sin(t)
+    return _about_centre(_matrix(cos, -sin, tf.zeros_like(t), sin, cos, tf.zeros_like(t)), height, width)
+
+
+def shear(degrees: tf.Tensor, height, width, axis: str = "x") -> tf.Tensor:
+    """Lean the vertical axis ``degrees`` to the right (axis ``x``: the top moves right,
+    ``x' = x + tan(a) * (cy - y)``), or the horizontal axis down on the right (axis ``y``:
+    ``y' = y + tan(a) * (x - cx)``). Returns the inverse map."""
+    k = tf.tan(degrees * (math.pi / 180.0))
+    zero, one = tf.zeros_like(k), tf.ones_like(k)
+    m = _matrix(one, k, zero, zero, one, zero) if axis == "x" else _matrix(one, zero, zero, -k, one, zero)
+    return _about_centre(m, height, width)
+
+
+# -- resampling -------------------------------------------------------------------
+def _packed(images: tf.Tensor) -> tf.Tensor:
+    """uint8 ``[B, H, W, C<=4]`` -> int32 ``[B*H*W]`` (one pixel per word: one scalar gather
+    fetches all its channels, several times faster than gathering float rows)."""
+    c = images.shape[-1]
+    padded = tf.pad(images, [[0, 0], [0, 0], [0, 0], [0, 4 - c]]) if c < 4 else images
+    return tf.reshape(tf.bitcast(padded, tf.int32), [-1])
+
+
+def sample_image(images: tf.Tensor, sy: tf.Tensor, sx: tf.Tensor) -> tf.Tensor:
+    """Bilinear samples of uint8 ``[B, H, W, C]`` (C <= 4) at index points ``sy, sx``
+    ``[B, H', W']`` -> float32 ``[B, H', W', C]``; points outside the image read 0."""
+    c = images.shape[-1]
+    if c is None or c > 4:
+        raise ValueError(f"images need a static channel count of at most 4; received {images.shape}")
+    b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    hf, wf = tf.cast(h - 1, tf.float32), tf.cast(w - 1, tf.float32)
+    y0, x0 = tf.floor(sy), tf.floor(sx)
+    fy, fx = sy - y0, sx - x0
+    # per-axis weights, zero for neighbours outside the image (the zero fill)
+    wy = [tf.where((y0 >= 0.0) & (y0 <= hf), 1.0 - fy, 0.0), tf.where((y0 >= -1.0) & (y0 < hf), fy, 0.0)]
+    wx = [tf.where((x0 >= 0.0) & (x0 <= wf), 1.0 - fx, 0.0), tf.where((x0 >= -1.0) & (x0 < wf), fx, 0.0)]
+    iy = [tf.cast(tf.clip_by_value(y0 + d, 0.0, hf), tf.int32) for d in (0.0, 1.0)]
+    ix = [tf.cast(tf.clip_by_value(x0 + d, 0.0, wf), tf.int32) for d in (0.0, 1.0)]
+    rows = [tf.reshape(tf.range(b) * h * w, [-1, 1, 1]) + i * w for i in iy]
+    indices = tf.stack([rows[j] + ix[k] for j in (0, 1) for k in (0, 1)])
+    weights = tf.stack([wy[j] * wx[k] for j in (0, 1) for k in (0, 1)])
+    words = tf.gather(_packed(images), indices)  # [4, B, H', W'] packed pixels
+    values = tf.cast(tf.bitcast(words, tf.uint8)[..., :c], tf.float32)
+    return tf.reduce_sum(values * weights[..., None], 0)
+
+
+def _interp_edge(grid: tf.Tensor, y: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """Bilinear read of a small control ``grid`` ``[B, gh, gw, K]`` at grid coordinates
+    ``y, x`` ``[B, N]`` with edge clamping (matches ``ResizeBilinear(align_corners=True)``)."""
+    gh, gw = tf.shape(grid)[1], tf.shape(grid)[2]
+    y = tf.clip_by_value(y, 0.0, tf.cast(gh - 1, tf.float32))
+    x = tf.clip_by_value(x, 0.0, tf.cast(gw - 1, tf.float32))
+    y0 = tf.minimum(tf.cast(tf.floor(y), tf.int32), gh - 2)
+    x0 = tf.minimum(tf.cast(tf.floor(x), tf.int32), gw - 2)
+    fy, fx = (y - tf.cast(y0, tf.float32))[..., None], (x - tf.cast(x0, tf.float32))[..., None]
+
+    def at(yi, xi):
+        return tf.gather_nd(grid, tf.stack([yi, xi], -1), batch_dims=1)
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+# -- displacement fields: output point -> displacement (dy, dx) in pixels -----------
+class Elastic:
+    """Random smooth 2-D displacement: control points on a ``grid x grid`` lattice over
+    the image get offsets (``[B, grid, grid, 2]``, dy and dx in pixels), interpolated
+    bilinearly between them."""
+
+    def __init__(self, offsets: tf.Tensor, height, width):
+        self.offsets, self.height, self.width = offsets, height, width
+
+    def points(self, y: tf.Tensor, x: tf.Tensor):
+        g = tf.cast(tf.shape(self.offsets)[1] - 1, tf.float32)
+        gy = y * g / tf.maximum(tf.cast(self.height, tf.float32) - 1.0, 1.0)
+        gx = x * g / tf.maximum(tf.cast(self.width, tf.float32) - 1.0, 1.0)
+        d = _interp_edge(self.offsets, gy, gx)
+        return d[..., 0], d[..., 1]
+
+    def dense(self):
+        d = tf.raw_ops.ResizeBilinear(images=self.offsets, size=[self.height, self.width], align_corners=True)
+        return d[..., 0], d[..., 1]
+
+
+class GridDistortion:
+    """Separable grid distortion (as albumentations' ``GridDistortion``): each axis is cut
+    into ``steps`` bands; output band ``i`` reads a source band resized by ``scale[:, i]``
+    (renormalised so the bands still span the image). ``scale_y, scale_x``: ``[B, steps]``."""
+
+    def __init__(self, scale_y: tf.Tensor, scale_x: tf.Tensor, height, width):
+        self.knots_y = self._knots(scale_y, height)
+        self.knots_x = self._knots(scale_x, width)
+        self.height, self.width = height, width
+
+    @staticmethod
+    def _knots(scales: tf.Tensor, size) -> tf.Tensor:
+        widths = scales / tf.reduce_sum(scales, -1, keepdims=True) * (tf.cast(size, tf.float32) - 1.0)
+        return tf.pad(tf.cumsum(widths, -1), [[0, 0], [1, 0]])  # [B, steps+1] source positions
+
+    @staticmethod
+    def _shift(knots: tf.Tensor, v: tf.Tensor, size) -> tf.Tensor:
+        steps = tf.cast(tf.shape(knots)[1] - 1, tf.float32)
+        band = tf.maximum(tf.cast(size, tf.float32) - 1.0, 1.0) / steps
+        t = tf.clip_by_value(v / band, 0.0, steps)
+        i = tf.minimum(tf.floor(t), steps - 1.0)
+        lo = tf.gather(knots, tf.cast(i, tf.int32), batch_dims=1)
+        hi = tf.gather(knots, tf.cast(i, tf.int32) + 1, batch_dims=1)
+        return lo + (t - i) * (hi - lo) - tf.clip_by_value(v, 0.0, steps * band)  # 0 beyond the edges
+
+    def points(self, y: tf.Tensor, x: tf.Tensor):
+        return self._shift(self.knots_y, y, self.height), self._shift(self.knots_x, x, self.width)
+
+    def dense(self):
+        b = tf.shape(self.knots_y)[0]
+        ys = tf.tile(tf.range(self.height, dtype=tf.float32)[None], [b, 1])
+        xs = tf.tile(tf.range(self.width, dtype=tf.float32)[None], [b, 1])
+        return self._shift(self.knots_y, ys, self.height)[:, :, None], self._shift(self.knots_x, xs, self.width)[:, None, :]
+
+
+class Masked:
+    """A warp switched off for images where ``applied`` (``[B]`` bool) is False."""
+
+    def __init__(self, warp, applied: tf.Tensor):
+        self.warp, self.mask = warp, tf.cast(applied, tf.float32)
+
+    def points(self, y, x):
+        dy, dx = self.warp.points(y, x)
+        return dy * self.mask[:, None], dx * self.mask[:, None]
+
+    def dense(self):
+        dy, dx = self.warp.dense()
+        m = self.mask[:, None, None]
+        return dy * m, dx * m
+
+
+def _apply_matrix(m: tf.Tensor, y: tf.Tensor, x: tf.Tensor):
+    extra = [1] * (len(y.shape) - 1)
+    a = lambda i, j: tf.reshape(m[:, i, j], [-1] + extra)  # noqa: E731
+    return a(1, 0) * x + a(1, 1) * y + a(1, 2), a(0, 0) * x + a(0, 1) * y + a(0, 2)
+
+
+def warp_images(images: tf.Tensor, matrices: tf.Tensor, warps: list) -> tf.Tensor:
+    """Resample uint8 ``[B, H, W, C]`` through ``S(p) = M @ (p + sum_i D_i(p))`` (one
+    bilinear resampling, zero outside) -> float32 ``[B, H, W, C]``."""
+    b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    y = tf.zeros([b, 1, 1]) + tf.reshape(tf.range(h, dtype=tf.float32), [1, -1, 1])
+    x = tf.zeros([b, 1, 1]) + tf.reshape(tf.range(w, dtype=tf.float32), [1, 1, -1])
+    for warp in warps:
+        dy, dx = warp.dense()
+        y, x = y + dy, x + dx
+    if not warps:  # affine only: TF's fused projective-transform kernel
+        flat = tf.reshape(matrices, [-1, 9])[:, :8]
+        out = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.cast(images, tf.float32), transforms=flat, output_shape=[h, w], fill_value=0.0,
+            interpolation="BILINEAR", fill_mode="CONSTANT",
+        )
+        return tf.ensure_shape(out, images.shape)
+    y, x = y + tf.zeros_like(x), x + tf.zeros_like(y)
+    sy, sx = _apply_matrix(matrices, y, x)
+    return tf.ensure_shape(sample_image(images, sy, sx), images.shape)
+
+
+def source_points(matrices: tf.Tensor, warps: list, y: tf.Tensor, x: tf.Tensor):
+    """``S(p)`` for output index points ``y, x`` ``[B, N]``."""
+    wy, wx = y, x
+    for warp in warps:
+        dy, dx = warp.points(y, x)
+        wy, wx = wy + dy, wx + dx
+    return _apply_matrix(matrices, wy, wx)
+
+
+def forward_points(matrices: tf.Tensor, warps: list, y: tf.Tensor, x: tf.Tensor, iterations: int = 12):
+    """Where source index points ``y, x`` ``[B, N]`` land in the output: solves ``S(p) = s``.
+
+    Closed form through ``M^-1``; with warps, the fixed point ``p = M^-1 s - D(p)``
+    (converges for warps that do not fold the image)."""
+    qy, qx = _apply_matrix(tf.linalg.inv(matrices), y, x)
+    py, px = qy, qx
+    if warps:
+        for _ in range(iterations):
+            dy, dx = 0.0, 0.0
+            for warp in warps:
+                wy, wx = warp.points(py, px)
+                dy, dx = dy + wy, dx + wx
+            py, px = qy - dy, qx - dx
+    return py, px
+
+
+def transform_keypoints(keypoints, matrices, warps, height, width):
+    """Normalised ``[B, K, 2]`` (y, x) -> normalised output positions and a visibility
+    mask ``[B, K]`` (False when a point leaves the image)."""
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    py, px = forward_points(matrices, warps, keypoints[..., 0] * h - 0.5, keypoints[..., 1] * w - 0.5)
+    out = tf.stack([(py + 0.5) / h, (px + 0.5) / w], -1)
+    visible = tf.reduce_all((out >= 0.0) & (out <= 1.0), -1)
+    return out, visible
+
+
+def transform_boxes(boxes, matrices, warps, height, width, samples: int = 8, min_visibility: float = 0.25):
+    """Normalised ``[B, N, 4]`` boxes -> the boxes around their transformed outlines,
+    clipped to the image, and a keep mask ``[B, N]`` (False when less than
+    ``min_visibility`` of the transformed box stays inside, or it is empty).
+
+    Each box's outline is sampled at ``samples`` points per edge and moved with the
+    points; its new box is their min/max, so the object's pixels stay inside."""
+    t = tf.linspace(0.0, 1.0, samples)
+    ymin, xmin, ymax, xmax = (boxes[..., i : i + 1] for i in range(4))
+    ones = tf.ones_like(t)
+    ys = tf.concat([ymin * ones, ymax * ones, ymin + (ymax - ymin) * t, ymin + (ymax - ymin) * t], -1)
+    xs = tf.concat([xmin + (xmax - xmin) * t, xmin + (xmax - xmin) * t, xmin * ones, xmax * ones], -1)
+    b, n = tf.shape(boxes)[0], tf.shape(boxes)[1]
+    points = tf.reshape(tf.stack([ys, xs], -1), [b, -1, 2])
+    moved, _ = transform_keypoints(points, matrices, warps, height, width)
+    moved = tf.reshape(moved, [b, n, 4 * samples, 2])
+    lo, hi = tf.reduce_min(moved, 2), tf.reduce_max(moved, 2)
+    full = tf.concat([lo, hi], -1)
+    clipped = tf.clip_by_value(full, 0.0, 1.0)
+    area = (full[..., 2] - full[..., 0]) * (full[..., 3] - full[..., 1])
+    kept = (clipped[..., 2] - clipped[..., 0]) * (clipped[..., 3] - clipped[..., 1])
+    keep = (kept > 0.0) & (kept >= min_visibility * area)
+    return clipped, keep
