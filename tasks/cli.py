@@ -13,12 +13,32 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
 import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def quiet_tensorflow_import() -> None:
+    """Import TensorFlow with the C++ start-up chatter (oneDNN, CUDA probes) silenced.
+
+    tensorflow 2.21 prints those lines before its log level is read, so fd 2 is
+    pointed at /dev/null for the import only; Python errors still surface.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow_import()
+    for name in ("mlflow", "alembic"):  # their INFO lines (database set-up) are noise on a terminal
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code = args.func(args)
     except UserError as err:

@@ -46,6 +46,7 @@ BASE_SCHEMA: dict[str, Any] = {
         "batch_size": 128,
         "optimizer": "adam",
         "learning_rate": 0.001,
+        "schedule": "constant",  # constant | cosine (decays to 0 over all epochs)
         "weight_decay": 0.0,
         "precision": "float32",
         "early_stopping": 0,  # patience in epochs, 0 = off

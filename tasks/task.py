@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ def get_task_class(name: str) -> type["Task"]:
     if name not in _TASKS:
         raise UserError(f"unknown task {name!r}; choose one of: {', '.join(sorted(_TASKS))}")
     return _TASKS[name]
+
+
+def progress_verbosity() -> int:
+    """Keras ``verbose``: a live progress bar on a terminal, one line per epoch in logs."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 @dataclass
@@ -97,10 +103,18 @@ class Task:
     def build_metrics(self) -> list:
         return []
 
-    def build_optimizer(self) -> keras.optimizers.Optimizer:
+    def build_optimizer(self, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
         train = self.recipe["train"]
         name = train["optimizer"].lower()
-        kwargs: dict[str, Any] = {"learning_rate": train["learning_rate"]}
+        rate: Any = train["learning_rate"]
+        if train["schedule"] == "cosine":
+            steps = train["steps_per_epoch"] or steps_per_epoch
+            if not steps:
+                raise UserError("train.schedule: cosine needs train.steps_per_epoch for this dataset")
+            rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(steps) * train["epochs"])
+        elif train["schedule"] != "constant":
+            raise UserError(f"train.schedule {train['schedule']!r} is unknown; use constant or cosine")
+        kwargs: dict[str, Any] = {"learning_rate": rate}
         if train["weight_decay"]:
             kwargs["weight_decay"] = train["weight_decay"]
         try:
@@ -108,8 +122,11 @@ class Task:
         except ValueError:
             raise UserError(f"unknown optimizer {train['optimizer']!r} in train.optimizer; try adam, adamw, sgd, rmsprop") from None
 
-    def compile(self, model: keras.Model) -> None:
-        model.compile(optimizer=self.build_optimizer(), loss=self.build_losses(), metrics=self.build_metrics())
+    def compile(self, model: keras.Model, inputs: Inputs | None = None) -> None:
+        steps = None
+        if inputs is not None and inputs.info.get("sizes"):
+            steps = -(-inputs.info["sizes"]["train"] // self.recipe["train"]["batch_size"])
+        model.compile(optimizer=self.build_optimizer(steps), loss=self.build_losses(), metrics=self.build_metrics())
 
     def fit(self, model: keras.Model, inputs: Inputs, callbacks: list) -> keras.callbacks.History:
         train = self.recipe["train"]
@@ -120,7 +137,7 @@ class Task:
             steps_per_epoch=train["steps_per_epoch"],
             callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles
-            verbose=1,
+            verbose=progress_verbosity(),
         )
 
     def evaluate(self, model: keras.Model, inputs: Inputs) -> dict[str, float]:

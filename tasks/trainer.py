@@ -108,7 +108,7 @@ def train(recipe: dict, workdir: str | Path = ".") -> TrainResult:
             log("log_metrics", {f"skipped_{k}": float(v) for k, v in skipped.items()})
         log("log_dict", {"class_names": inputs.class_names, "input_shape": list(inputs.input_shape)}, "inputs.json")
         model = task.build_model(inputs)
-        task.compile(model)
+        task.compile(model, inputs)
         callbacks = [
             StopOnNonFinite(),
             tracking.MlflowEpochMetrics(log),

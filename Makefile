@@ -1,0 +1,37 @@
+# convforge: `make demo` and `make test` are all a new machine needs.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+PIP   := $(VENV)/bin/pip
+EXTRAS := $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then echo gpu,dev; else echo cpu,dev; fi)
+STAMP := $(VENV)/.installed-$(EXTRAS)
+export NO_ALBUMENTATIONS_UPDATE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: demo test bench lint install clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstall only when the project's requirements change.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m tasks.demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+lint: install
+	$(VENV)/bin/ruff check pipelines models tasks serving tests benchmarks
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns exports runs

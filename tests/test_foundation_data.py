@@ -1,0 +1,83 @@
+"""Real data in: the IDX reader, the catalog, folder/CSV sources with bad files, splits."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines.catalog import load_arrays, read_idx
+from pipelines.sources import csv_manifest, image_folder
+from pipelines.splits import batch, load_splits
+
+
+def test_idx_reader_against_a_hand_written_file(tmp_path):
+    values = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / "x-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2, 3, 4) + values.tobytes())
+    np.testing.assert_array_equal(read_idx(path), values)
+    with gzip.open(path, "wb") as f:
+        f.write(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 2, 3, 4) + values.tobytes()[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        read_idx(path)
+
+
+def test_fashion_mnist_is_the_real_60k_10k_split():
+    d = load_arrays("fashion_mnist")
+    assert d.x_train.shape == (60000, 28, 28, 1) and d.x_test.shape == (10000, 28, 28, 1)
+    assert d.x_train.dtype == np.uint8
+    assert np.bincount(d.y_train).tolist() == [6000] * 10
+    assert np.bincount(d.y_test).tolist() == [1000] * 10
+    assert d.class_names[9] == "Ankle boot"
+
+
+def test_splits_are_seeded_and_disjoint():
+    a = load_splits("digits", seed=3, val_fraction=0.2)
+    b = load_splits("digits", seed=3, val_fraction=0.2)
+    xa = np.stack([x for x, _ in a.train.as_numpy_iterator()])
+    xb = np.stack([x for x, _ in b.train.as_numpy_iterator()])
+    np.testing.assert_array_equal(xa, xb)
+    assert a.sizes["train"] + a.sizes["val"] == len(load_arrays("digits").x_train)
+    resized = load_splits("digits", seed=3, image_size=(16, 16), channels=3, train_limit=10)
+    x, y = next(iter(batch(resized.train, 4)))
+    assert x.shape == (4, 16, 16, 3) and x.dtype == tf.uint8 and resized.input_shape == (16, 16, 3)
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    d = load_arrays("fashion_mnist")
+    root = tmp_path / "data"
+    for label in (0, 1):
+        (root / d.class_names[label].replace("/", "-")).mkdir(parents=True)
+    names = [d.class_names[i].replace("/", "-") for i in (0, 1)]
+    idx = {0: np.flatnonzero(d.y_test == 0)[:6], 1: np.flatnonzero(d.y_test == 1)[:6]}
+    for label, rows in idx.items():
+        for k, i in enumerate(rows):
+            png = tf.io.encode_png(d.x_test[i]).numpy()
+            (root / names[label] / f"{k}.png").write_bytes(png)
+    (root / names[0] / "empty.png").write_bytes(b"")
+    (root / names[0] / "truncated.png").write_bytes(png[: len(png) // 2])
+    (root / names[1] / "text.jpg").write_bytes(b"this is not an image at all")
+    return root
+
+
+def test_image_folder_skips_and_counts_bad_files(image_dir):
+    files = image_folder(image_dir)
+    assert len(files.paths) == 12
+    assert dict(files.skipped) == {"empty_file": 1, "truncated": 1, "not_an_image": 1}
+    splits = load_splits(f"folder:{image_dir}", seed=0, val_fraction=0.0, test_fraction=0.0)
+    images = list(splits.train.as_numpy_iterator())
+    assert len(images) == 12 and images[0][0].shape == (28, 28, 3)
+
+
+def test_csv_manifest_refuses_paths_escaping_the_root(image_dir, tmp_path):
+    good = sorted(p for p in image_dir.rglob("[0-9].png"))[:3]
+    manifest = image_dir / "manifest.csv"
+    lines = ["path,label"] + [f"{p.relative_to(image_dir)},a" for p in good]
+    lines += ["../outside.png,a", "/etc/passwd,b", ",missing"]
+    manifest.write_text("\n".join(lines) + "\n")
+    files = csv_manifest(manifest)
+    assert len(files.paths) == 3
+    assert files.skipped["escapes_root"] == 2 and files.skipped["bad_manifest_line"] == 1
