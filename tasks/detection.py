@@ -13,7 +13,10 @@ the post-processing (``score_threshold`` 0.6: discard ``pc <= 0.6``;
 and the loss weights. Section ``scenes``: how many scenes and what they hold.
 
 Evaluation: VOC mAP@0.5 and COCO mAP@[.5:.95] on the held-out scenes (logged
-as ``test_map50_voc``, ``test_map_coco`` ...); figures: training curves and
+as ``test_map50_voc``, ``test_map_coco`` ...). mAP integrates precision over
+all recall levels, so it ranks detections down to ``eval_score_threshold``
+(0.05, the usual practice) rather than stopping at the serving threshold;
+figures: training curves and
 predicted vs true boxes. Export: uint8 images or encoded bytes in,
 ``detection_boxes``, ``detection_scores``, ``detection_classes``,
 ``num_detections`` out (decoding + NMS inside the graph).
@@ -114,7 +117,7 @@ class DetectionTask(Task):
         "model": {"name": "yolo"},
         "scenes": dict(SCENE_DEFAULTS),
         "detection": {"anchors": 3, "score_threshold": 0.6, "iou_threshold": 0.5, "max_detections": 50,
-                      "coord_weight": 5.0, "noobj_weight": 0.5},
+                      "eval_score_threshold": 0.05, "coord_weight": 5.0, "noobj_weight": 0.5},
     }
 
     def build_inputs(self) -> Inputs:
@@ -193,14 +196,16 @@ class DetectionTask(Task):
         det = self.recipe["detection"]
         return YoloLoss(coord=det["coord_weight"], noobj=det["noobj_weight"])
 
-    def _detections(self, model, images) -> list[tuple]:
+    def _detections(self, model, images, score_threshold: float) -> list[tuple]:
         det = self.recipe["detection"]
-        return predict_detections(model, images, self.anchors, self.num_classes, det["score_threshold"],
+        return predict_detections(model, images, self.anchors, self.num_classes, score_threshold,
                                   det["iou_threshold"], det["max_detections"])
 
     def evaluate(self, model: keras.Model, inputs: Inputs) -> dict[str, float]:
-        self._test_detections = self._detections(model, self.test_scenes.images)
-        metrics = {f"test_{k}": v for k, v in evaluate_detections(self.test_scenes, self._test_detections).items()}
+        det = self.recipe["detection"]
+        ranked = self._detections(model, self.test_scenes.images, det["eval_score_threshold"])
+        metrics = {f"test_{k}": v for k, v in evaluate_detections(self.test_scenes, ranked).items()}
+        self._test_detections = [tuple(part[d[1] > det["score_threshold"]] for part in d) for d in ranked]
         metrics["anchor_mean_iou"] = float(inputs.info["anchor_mean_iou"])
         return metrics
 
@@ -208,7 +213,8 @@ class DetectionTask(Task):
         out = []
         if history:
             out.append(plots.save(plots.training_curves(history), out_dir / "training_curves.png"))
-        dets = getattr(self, "_test_detections", None) or self._detections(model, self.test_scenes.images[:8])
+        dets = getattr(self, "_test_detections", None) or self._detections(
+            model, self.test_scenes.images[:8], self.recipe["detection"]["score_threshold"])
         out.append(write_png(out_dir / "detections.png", detections_figure(self.test_scenes, dets, inputs.class_names)))
         return out
 
