@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SKIP = {"run_all.py", "machine.py"}
+SKIP = {"run_all.py", "machine.py", "__init__.py"}
 HEADER = """# Benchmarks
 
 Every figure below was measured by a script in `benchmarks/` (the command is
