@@ -221,7 +221,7 @@ def needs_pca(policy) -> bool:
 def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None, boxes=None, keypoints=None):
     """Augment uint8 ``[B, H, W, C]`` with one stateless ``seed`` (``[2]`` int); every image
     draws its own parameters. Optional normalised ``boxes`` ``[B, N, 4]`` and ``keypoints``
-    ``[B, K, 2]`` move with the pixels. Returns ``(images, boxes, box_keep, keypoints, visible)``
+    ``[B, K, 2]`` (x, y) move with the pixels. Returns ``(images, boxes, box_keep, keypoints, visible)``
     (``None`` for parts not given)."""
     b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     c = images.shape[-1]
@@ -248,12 +248,19 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
             pixels = pixels + offset
         out = tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
     keep = visible = None
-    if boxes is not None:
-        boxes, keep = (geometry.transform_boxes(boxes, matrix, warps, h, w) if geometric
-                       else (boxes, tf.ones(tf.shape(boxes)[:2], tf.bool)))
-    if keypoints is not None:
-        keypoints, visible = (geometry.transform_keypoints(keypoints, matrix, warps, h, w) if geometric
-                              else (keypoints, tf.ones(tf.shape(keypoints)[:2], tf.bool)))
+    if geometric and (boxes is not None or keypoints is not None):
+        parts = [] if boxes is None else [geometry.box_outlines(boxes)]
+        parts += [] if keypoints is None else [keypoints]
+        moved, inside = geometry.transform_keypoints(tf.concat(parts, 1), matrix, warps, h, w)
+        if keypoints is not None:
+            k = tf.shape(keypoints)[1]
+            keypoints, visible = moved[:, -k:], inside[:, -k:]
+            moved = moved[:, :-k]
+        if boxes is not None:
+            boxes, keep = geometry.boxes_around(moved, tf.shape(boxes)[1])
+    else:
+        keep = None if boxes is None else tf.ones(tf.shape(boxes)[:2], tf.bool)
+        visible = None if keypoints is None else tf.ones(tf.shape(keypoints)[:2], tf.bool)
     return out, boxes, keep, keypoints, visible
 
 
@@ -268,7 +275,8 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
 
     Elements are ``(image, label, ...)`` tuples (the image first, the rest passed through),
     a bare image, or a dict with ``image`` and optionally ``boxes`` ``[N, 4]`` (kept rows
-    also filter ``box_labels``) and ``keypoints`` ``[K, 2]`` (``keypoint_visible`` is set
+    also filter ``box_labels``) and ``keypoints`` ``[K, 2]`` as normalised (x, y)
+    (``keypoint_visible`` is set
     to False for points that leave the image). Images are uint8 ``[H, W, C]``.
 
     Fixed-size images are augmented ``MICRO_BATCH`` at a time (one vectorised op per

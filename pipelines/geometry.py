@@ -6,7 +6,8 @@ Conventions (the same everywhere in ``pipelines``):
   on integers, ``0 .. W-1`` and ``0 .. H-1``.
 * Boxes are **normalised** ``[ymin, xmin, ymax, xmax]`` in ``[0, 1]`` (the
   ``tf.image`` convention) over pixel *edges*: ``x_norm = (x_index + 0.5) / W``.
-  Keypoints are normalised ``[y, x]`` in the same frame.
+  Keypoints are normalised ``[x, y]`` in the same frame (the order of the
+  scene generator's landmarks and of COCO keypoints).
 
 A geometric augmentation is described by its *inverse* map: for each output
 pixel ``p`` the source position ``S(p) = M @ (p + sum_i D_i(p))``, where ``M``
@@ -251,47 +252,55 @@ def forward_points(matrices: tf.Tensor, warps: list, y: tf.Tensor, x: tf.Tensor,
     Closed form through ``M^-1``; with warps, the fixed point ``p = M^-1 s - D(p)``
     (converges for warps that do not fold the image)."""
     qy, qx = _apply_matrix(tf.linalg.inv(matrices), y, x)
-    py, px = qy, qx
-    if warps:
-        for _ in range(iterations):
-            dy, dx = 0.0, 0.0
-            for warp in warps:
-                wy, wx = warp.points(py, px)
-                dy, dx = dy + wy, dx + wx
-            py, px = qy - dy, qx - dx
+    if not warps:
+        return qy, qx
+
+    def step(i, py, px):
+        dy, dx = 0.0, 0.0
+        for warp in warps:
+            wy, wx = warp.points(py, px)
+            dy, dx = dy + wy, dx + wx
+        return i + 1, qy - dy, qx - dx
+
+    _, py, px = tf.while_loop(lambda i, py, px: i < iterations, step, (0, qy, qx))
     return py, px
 
 
 def transform_keypoints(keypoints, matrices, warps, height, width):
-    """Normalised ``[B, K, 2]`` (y, x) -> normalised output positions and a visibility
+    """Normalised ``[B, K, 2]`` (x, y) -> normalised output positions and a visibility
     mask ``[B, K]`` (False when a point leaves the image)."""
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    py, px = forward_points(matrices, warps, keypoints[..., 0] * h - 0.5, keypoints[..., 1] * w - 0.5)
-    out = tf.stack([(py + 0.5) / h, (px + 0.5) / w], -1)
+    py, px = forward_points(matrices, warps, keypoints[..., 1] * h - 0.5, keypoints[..., 0] * w - 0.5)
+    out = tf.stack([(px + 0.5) / w, (py + 0.5) / h], -1)
     visible = tf.reduce_all((out >= 0.0) & (out <= 1.0), -1)
     return out, visible
 
 
-def transform_boxes(boxes, matrices, warps, height, width, samples: int = 8, min_visibility: float = 0.25):
-    """Normalised ``[B, N, 4]`` boxes -> the boxes around their transformed outlines,
-    clipped to the image, and a keep mask ``[B, N]`` (False when less than
-    ``min_visibility`` of the transformed box stays inside, or it is empty).
-
-    Each box's outline is sampled at ``samples`` points per edge and moved with the
-    points; its new box is their min/max, so the object's pixels stay inside."""
+def box_outlines(boxes: tf.Tensor, samples: int = 8) -> tf.Tensor:
+    """Normalised ``[B, N, 4]`` boxes -> ``[B, N * 4 * samples, 2]`` (x, y) points on their edges."""
     t = tf.linspace(0.0, 1.0, samples)
     ymin, xmin, ymax, xmax = (boxes[..., i : i + 1] for i in range(4))
     ones = tf.ones_like(t)
     ys = tf.concat([ymin * ones, ymax * ones, ymin + (ymax - ymin) * t, ymin + (ymax - ymin) * t], -1)
     xs = tf.concat([xmin + (xmax - xmin) * t, xmin + (xmax - xmin) * t, xmin * ones, xmax * ones], -1)
-    b, n = tf.shape(boxes)[0], tf.shape(boxes)[1]
-    points = tf.reshape(tf.stack([ys, xs], -1), [b, -1, 2])
-    moved, _ = transform_keypoints(points, matrices, warps, height, width)
-    moved = tf.reshape(moved, [b, n, 4 * samples, 2])
-    lo, hi = tf.reduce_min(moved, 2), tf.reduce_max(moved, 2)
-    full = tf.concat([lo, hi], -1)
+    return tf.reshape(tf.stack([xs, ys], -1), [tf.shape(boxes)[0], -1, 2])
+
+
+def boxes_around(outlines: tf.Tensor, count, min_visibility: float = 0.25):
+    """Moved outline points ``[B, count * P, 2]`` -> clipped boxes ``[B, count, 4]`` around
+    them and a keep mask ``[B, count]`` (False when less than ``min_visibility`` of the
+    box stays inside the image, or nothing does)."""
+    moved = tf.reshape(outlines, [tf.shape(outlines)[0], count, -1, 2])[..., ::-1]  # (y, x)
+    full = tf.concat([tf.reduce_min(moved, 2), tf.reduce_max(moved, 2)], -1)
     clipped = tf.clip_by_value(full, 0.0, 1.0)
     area = (full[..., 2] - full[..., 0]) * (full[..., 3] - full[..., 1])
     kept = (clipped[..., 2] - clipped[..., 0]) * (clipped[..., 3] - clipped[..., 1])
-    keep = (kept > 0.0) & (kept >= min_visibility * area)
-    return clipped, keep
+    return clipped, (kept > 0.0) & (kept >= min_visibility * area)
+
+
+def transform_boxes(boxes, matrices, warps, height, width, samples: int = 8, min_visibility: float = 0.25):
+    """Normalised ``[B, N, 4]`` boxes -> the boxes around their transformed outlines
+    (``samples`` points per edge, so the object's pixels stay inside), clipped to the
+    image, and a keep mask ``[B, N]`` (see ``boxes_around``)."""
+    moved, _ = transform_keypoints(box_outlines(boxes, samples), matrices, warps, height, width)
+    return boxes_around(moved, tf.shape(boxes)[1], min_visibility)
