@@ -104,7 +104,8 @@ def vgg16_backbone(
     """
     inputs = keras.Input(tuple(input_shape), name="image")
     x = VGGPreprocess(name="vgg_preprocess")(inputs)
-    model = keras.applications.VGG16(include_top=False, weights=None, input_tensor=x, name=name)
+    vgg = keras.applications.VGG16(include_top=False, weights=None, input_tensor=x)
+    model = keras.Model(inputs, vgg.output, name=name)  # one input tensor, not a list of one
     load_vgg16_weights(model, weights)
     model.trainable = trainable
     return model
@@ -134,7 +135,7 @@ def vgg16_features(
     if unknown:
         raise ValueError(f"unknown VGG16 layer(s) {unknown}; choose from {', '.join(CONV_LAYERS)}")
     outputs = {n: base.get_layer(n).output for n in dict.fromkeys(layer_names)}
-    model = keras.Model(base.input, outputs, name=name)
+    model = keras.Model(base.inputs[0], outputs, name=name)
     model.trainable = False
     return model
 

@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", default="hed_bsds500", help="VGG16 weights: hed_bsds500, imagenet or a .h5 path")
     p.add_argument("--compare-steps", type=int, default=100,
                    help="optimisation steps timed on the held-out photo for the comparison (0 = skip)")
+    p.add_argument("--compare-size", type=int, default=256, help="longest side of the held-out photo (default 256)")
+    p.add_argument("--residual-blocks", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_train)
 
@@ -62,16 +64,21 @@ def run_stylize(args) -> int:
 
 
 def run_train(args) -> int:
+    from tasks.errors import UserError
     from tasks.fast_style import FastStyleSettings, run_fast_style
     from tasks.style_transfer import load_image
 
+    if args.steps < 1 or args.crop_size < 16 or args.crop_size % 4:
+        raise UserError(f"--steps must be >= 1 and --crop-size a multiple of 4 >= 16; "
+                        f"received {args.steps} and {args.crop_size}")
     settings = FastStyleSettings(
         steps=args.steps, batch_size=args.batch_size, crop_size=args.crop_size, filters=args.filters,
+        residual_blocks=args.residual_blocks,
         alpha=args.alpha, beta=args.beta, tv_weight=args.tv_weight, learning_rate=args.lr,
         weights=args.weights, seed=args.seed,
     )
     result = run_fast_style(load_image(args.style), settings, args.export_dir, args.name,
-                            compare_steps=args.compare_steps)
+                            compare_steps=args.compare_steps, compare_size=args.compare_size)
     print(f"export {result['export_path']}; MLflow run {result['run_id']}")
     line = f"fast stylizer {result['fast_seconds_per_image'] * 1000:.1f} ms/image"
     if "optimisation_seconds_per_image" in result:
