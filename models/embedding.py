@@ -56,13 +56,16 @@ def face_encoder(
         for stage, width in enumerate(widths, start=1):
             for conv in (1, 2):
                 x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"stage{stage}_conv{conv}")(x)
-                x = layers.BatchNormalization(name=f"stage{stage}_bn{conv}")(x)
+                x = layers.BatchNormalization(momentum=0.9, name=f"stage{stage}_bn{conv}")(x)
                 x = layers.ReLU(name=f"stage{stage}_relu{conv}")(x)
             x = layers.MaxPooling2D(2, padding="same", name=f"stage{stage}_pool")(x)
         x = layers.GlobalAveragePooling2D(name="pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(embedding_dim, dtype="float32", name="projection")(x)
+    x = layers.Dense(embedding_dim, use_bias=False, name="projection")(x)
+    # centre the projections over the batch: at initialisation pooled ReLU features point the same way,
+    # and unit vectors of nearly equal projections would start collapsed on one point
+    x = layers.BatchNormalization(momentum=0.9, dtype="float32", name="projection_bn")(x)
     outputs = layers.UnitNormalization(axis=-1, dtype="float32", name="embedding")(x)
     return keras.Model(inputs, outputs, name="face_encoder")
 

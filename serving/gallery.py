@@ -106,6 +106,14 @@ class Gallery:
         """A counter bumped by every change (cached search matrices compare it)."""
         return int(self._meta("generation") or 0)
 
+    def meta(self, key: str) -> str | None:
+        """A free-form setting stored with the gallery (e.g. the encoder export it was made with)."""
+        return self._meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write():
+            self._set_meta(key, value)
+
     def persons(self) -> list[tuple[str, int]]:
         """(name, number of encodings) of every enrolled person, by name."""
         return self._db.execute(

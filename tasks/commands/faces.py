@@ -1,0 +1,254 @@
+"""``convforge faces ...``: enrol, verify, identify, remove, list, reencode, crop.
+
+Photos go through MTCNN detection and alignment (``pipelines.face_crops``),
+the exported encoder (``serving.face_encoder``) and the SQLite gallery
+(``serving.gallery``, ``faces.db`` in the working folder by default). The
+gallery remembers the encoder export it was built with, so only the first
+``enrol`` needs ``--model``.
+
+    convforge faces enrol ada ada1.jpg ada2.jpg --model exports/faces
+    convforge faces identify group.jpg            # every face: a name or "not recognised"
+    convforge faces verify door.jpg --as ada      # exit code 0 if it is ada, 1 if not
+    convforge faces remove ada
+    convforge faces reencode --model exports/faces_v2
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_GALLERY = os.environ.get("CONVFORGE_FACES_DB", "faces.db")
+CROP_SIZE = 112  # crops are stored at the alignment template's size; the encoder resizes them
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("faces", help="face verification and recognition against an enrolled gallery",
+                       description="Enrol people from photos, then verify or identify faces in new photos "
+                                   "without retraining. Faces are detected and aligned with MTCNN.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    def action(name, help_text, func, photos=True):
+        a = actions.add_parser(name, help=help_text, description=help_text)
+        a.add_argument("--gallery", default=DEFAULT_GALLERY, help=f"SQLite gallery file (default {DEFAULT_GALLERY})")
+        if photos:
+            a.add_argument("--model", help="exported encoder (<dir>/<name> or <dir>/<name>/<version>); "
+                                           "default: the one the gallery was built with")
+            a.add_argument("--min-confidence", type=float, default=0.9, help="MTCNN face confidence (default 0.9)")
+        a.set_defaults(func=func)
+        return a
+
+    a = action("enrol", "add a person from one or more photos (one face each)", enrol)
+    a.add_argument("name")
+    a.add_argument("images", nargs="+")
+    a = action("verify", "is the face in IMAGE the enrolled person NAME? (exit code 0 yes, 1 no)", verify)
+    a.add_argument("image")
+    a.add_argument("--as", dest="name", required=True, help="the enrolled name to check against")
+    a.add_argument("--threshold", type=float, help="squared-distance threshold (default: the encoder's)")
+    a = action("identify", "name every face in the photos, or say 'not recognised'", identify)
+    a.add_argument("images", nargs="+")
+    a.add_argument("--threshold", type=float, help="squared-distance threshold (default: the encoder's)")
+    a.add_argument("--index", choices=["numpy", "faiss"], default="numpy", help="search engine (same answers)")
+    a = action("remove", "remove a person and their encodings", remove, photos=False)
+    a.add_argument("name")
+    action("list", "enrolled persons and their number of encodings", list_persons, photos=False)
+    a = action("reencode", "rebuild every encoding with another encoder (from the stored crops)", reencode, photos=False)
+    a.add_argument("--model", required=True, help="the new exported encoder")
+    a = actions.add_parser("crop", help="turn an identity folder of photos into aligned face crops (for training)",
+                           description="SRC/<identity>/<photo> -> OUT/<identity>/<photo>.png, one aligned crop of "
+                                       "the most confident face; photos without a face are skipped and counted.")
+    a.add_argument("src")
+    a.add_argument("out")
+    a.add_argument("--size", type=int, default=CROP_SIZE)
+    a.add_argument("--min-confidence", type=float, default=0.9)
+    a.set_defaults(func=crop_folder)
+
+
+# -- shared steps -----------------------------------------------------------------
+def _gallery(args, index: str = "numpy"):
+    from serving.gallery import Gallery
+
+    return Gallery(args.gallery, index=index)
+
+
+def _encoder(args, gallery):
+    from serving.face_encoder import FaceEncoder
+    from tasks.errors import UserError
+
+    model = getattr(args, "model", None) or gallery.meta("model_path")
+    if not model:
+        raise UserError(f"gallery {args.gallery} has no encoder yet; give --model EXPORT (a folder written by `convforge train` with a faces recipe)")
+    try:
+        return FaceEncoder(model)
+    except FileNotFoundError as err:
+        raise UserError(f"--model {model}: {err}") from None
+
+
+def _crops(path: str, min_confidence: float):
+    """(aligned crops [F, 112, 112, 3], faces) of an image file; UserError on a bad file or no face."""
+    from pipelines.face_crops import face_crops, load_rgb
+    from tasks.errors import UserError
+
+    try:
+        return face_crops(load_rgb(path), CROP_SIZE, min_confidence, name=path)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _png(crop) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", crop[..., ::-1])[1].tobytes()
+
+
+def _from_png(data: bytes):
+    import cv2
+    import numpy as np
+
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+
+
+def _check(gallery, encoder):
+    from serving.gallery import EncoderMismatch
+    from tasks.errors import UserError
+
+    try:
+        gallery.check_encoder(encoder.version)
+    except EncoderMismatch as err:
+        raise UserError(str(err)) from None
+
+
+# -- actions ----------------------------------------------------------------------
+def enrol(args) -> int:
+    import numpy as np
+
+    from pipelines.face_crops import file_sha256
+
+    gallery = _gallery(args)
+    encoder = _encoder(args, gallery)
+    _check(gallery, encoder)
+    crops = []
+    for path in args.images:  # every photo is checked before anything is written
+        found, faces = _crops(path, args.min_confidence)
+        if len(faces) > 1:
+            print(f"{path}: {len(faces)} faces; enrolling the most confident ({faces[0].confidence:.3f})")
+        crops.append(found[0])
+    embeddings = encoder.encode(np.stack(crops))
+    added = gallery.enrol(args.name, embeddings, [file_sha256(p) for p in args.images], encoder.version,
+                          crops=[_png(c) for c in crops], sources=[str(Path(p).resolve()) for p in args.images])
+    if gallery.meta("model_path") != str(encoder.path.parent):
+        gallery.set_meta("model_path", str(encoder.path.parent))
+    total = dict(gallery.persons())[args.name]
+    print(f"enrolled {args.name}: {added} new encoding(s), {total} in all (encoder {encoder.version})")
+    return 0
+
+
+def verify(args) -> int:
+    from tasks.errors import UserError
+
+    gallery = _gallery(args)
+    encoder = _encoder(args, gallery)
+    _check(gallery, encoder)
+    crops, _ = _crops(args.image, args.min_confidence)
+    threshold = encoder.threshold if args.threshold is None else args.threshold
+    try:
+        match = gallery.verify(encoder.encode(crops[:1])[0], args.name, threshold, encoder.version)
+    except KeyError:
+        raise UserError(f"{args.name!r} is not enrolled in {args.gallery}; see `convforge faces list`") from None
+    verdict = "is" if match.name else "is NOT"
+    print(f"{args.image}: {verdict} {args.name} (distance {match.distance:.3f}, threshold {threshold:.3f})")
+    return 0 if match.name else 1
+
+
+def identify(args) -> int:
+    import numpy as np
+
+    from tasks.errors import UserError
+
+    gallery = _gallery(args, args.index)
+    encoder = _encoder(args, gallery)
+    _check(gallery, encoder)
+    threshold = encoder.threshold if args.threshold is None else args.threshold
+    failed = 0
+    for path in args.images:
+        try:
+            crops, faces = _crops(path, args.min_confidence)
+        except UserError as err:  # one bad photo does not stop the others
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        matches = gallery.identify(encoder.encode(crops), threshold, encoder.version)
+        for i, (face, match) in enumerate(zip(faces, matches), start=1):
+            who = match.name or "not recognised"
+            print(f"{path} face {i} at {list(face.box)}: {who} (distance {match.distance:.3f}, threshold {threshold:.3f})")
+    return 2 if failed else 0
+
+
+def remove(args) -> int:
+    from tasks.errors import UserError
+
+    gallery = _gallery(args)
+    try:
+        n = gallery.remove(args.name)
+    except KeyError:
+        raise UserError(f"{args.name!r} is not enrolled in {args.gallery}; see `convforge faces list`") from None
+    print(f"removed {args.name} ({n} encoding(s))")
+    return 0
+
+
+def list_persons(args) -> int:
+    gallery = _gallery(args)
+    persons = gallery.persons()
+    print(f"{len(persons)} person(s) in {args.gallery}, encoder {gallery.encoder_version or '-'}")
+    for name, count in persons:
+        print(f"  {name}: {count} encoding(s)")
+    return 0
+
+
+def reencode(args) -> int:
+    import numpy as np
+
+    from tasks.errors import UserError
+
+    gallery = _gallery(args)
+    encoder = _encoder(args, gallery)
+    try:
+        n = gallery.reencode(lambda pngs: encoder.encode(np.stack([_from_png(b) for b in pngs])), encoder.version)
+    except ValueError as err:
+        raise UserError(f"cannot reencode {args.gallery}: {err}") from None
+    gallery.set_meta("model_path", str(encoder.path.parent))
+    print(f"re-encoded {n} encoding(s) with encoder {encoder.version}")
+    return 0
+
+
+def crop_folder(args) -> int:
+    from collections import Counter
+
+    import cv2
+
+    from pipelines.face_crops import face_crops, load_rgb
+    from pipelines.sources import image_folder
+    from tasks.errors import UserError
+
+    try:
+        files = image_folder(args.src)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+    out, skipped = Path(args.out), Counter(files.skipped)
+    written = 0
+    for i, (path, label) in enumerate(zip(files.paths, files.labels), start=1):
+        try:
+            crops, _ = face_crops(load_rgb(path), args.size, args.min_confidence, name=path)
+        except ValueError:
+            skipped["no_face_or_unreadable"] += 1
+            continue
+        target = out / files.class_names[label] / (Path(path).stem + ".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), crops[0][..., ::-1])
+        written += 1
+        if i % 100 == 0:
+            print(f"{i}/{len(files.paths)} photos, {written} crops")
+    print(f"wrote {written} crop(s) under {out}; skipped {dict(skipped) or 'none'}")
+    return 0
