@@ -11,6 +11,9 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set train.epochs=3 (repeatable)")
     p.add_argument("--workdir", default=".", help="folder for mlflow.db, exports/ and resume state (default: .)")
+    p.add_argument("--distributed", nargs="?", const="multi-worker", choices=["multi-worker", "mirrored"], default=None,
+                   help="train with tf.distribute: multi-worker (the default; one process per TF_CONFIG task, "
+                        "the chief tracks and exports) or mirrored (all devices of this host, through fit)")
     p.set_defaults(func=run)
 
 
@@ -18,9 +21,19 @@ def run(args) -> int:
     from tasks.recipe import load_recipe
     from tasks.trainer import TrainingDiverged, train
 
+    strategy = None
+    if args.distributed:  # the strategy must exist before any other TensorFlow work in the process
+        from tasks.distributed import make_strategy
+
+        strategy = make_strategy(args.distributed)
     recipe = load_recipe(args.recipe, args.overrides)
     try:
-        result = train(recipe, args.workdir)
+        if strategy is None:
+            result = train(recipe, args.workdir)
+        else:
+            from tasks.distributed import train_distributed
+
+            result = train_distributed(recipe, strategy, args.workdir)
     except TrainingDiverged as err:
         print(f"error: training diverged: {err}")
         return 1
