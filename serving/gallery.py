@@ -89,6 +89,7 @@ class Gallery:
         self._db = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a crash never corrupts; commits skip fsync
         self._db.execute("PRAGMA foreign_keys = ON")
         with self._write():
             for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -120,13 +121,16 @@ class Gallery:
             "SELECT p.name, COUNT(e.id) FROM persons p LEFT JOIN encodings e ON e.person_id = p.id GROUP BY p.id ORDER BY p.name"
         ).fetchall()
 
+    def _empty(self) -> bool:
+        return self._db.execute("SELECT NOT EXISTS (SELECT 1 FROM encodings)").fetchone()[0] == 1
+
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM encodings").fetchone()[0]
 
     def check_encoder(self, encoder_version: str) -> None:
         """Raise ``EncoderMismatch`` unless the gallery is empty or encoded by ``encoder_version``."""
         stored = self.encoder_version
-        if stored is not None and len(self) and stored != encoder_version:
+        if stored is not None and stored != encoder_version and not self._empty():
             raise EncoderMismatch(
                 f"gallery {self.path} holds encodings of encoder {stored!r} but this encoder is {encoder_version!r}; "
                 "run `convforge faces reencode` with the new encoder (or use the old one)"
@@ -156,7 +160,7 @@ class Gallery:
         with self._write():
             self.check_encoder(encoder_version)
             dim = self._meta("dim")
-            if dim is not None and len(self) and int(dim) != e.shape[1]:
+            if dim is not None and int(dim) != e.shape[1] and not self._empty():
                 raise EncoderMismatch(f"gallery {self.path} stores {dim}-d encodings; received {e.shape[1]}-d")
             self._db.execute("INSERT OR IGNORE INTO persons(name, enrolled_at) VALUES (?, ?)", (name, time.time()))
             person_id = self._db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()[0]

@@ -41,21 +41,34 @@ class Verification:
 def pair_distances(embeddings: np.ndarray, labels: np.ndarray, max_pairs: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Squared distances and same-identity flags of pairs of rows of ``embeddings`` ``[N, D]``.
 
-    All N(N-1)/2 pairs, or, with ``max_pairs``, up to ``max_pairs // 2`` random
-    same-identity pairs and as many different-identity pairs (a balanced sample).
+    All N(N-1)/2 pairs when there are at most ``max_pairs`` (or ``max_pairs``
+    is None); else a balanced random sample: ``max_pairs // 2`` same-identity
+    pairs and as many different-identity pairs, drawn without listing all pairs.
     """
     e = np.asarray(embeddings, np.float32)
     y = np.asarray(labels).reshape(-1)
-    i, j = np.triu_indices(len(y), k=1)
-    same = y[i] == y[j]
-    if max_pairs is not None and len(i) > max_pairs:
-        rng = np.random.default_rng(seed)
-        pos, neg = np.flatnonzero(same), np.flatnonzero(~same)
-        half = max_pairs // 2
-        keep = np.concatenate([rng.choice(pos, min(half, len(pos)), replace=False), rng.choice(neg, min(half, len(neg)), replace=False)])
-        i, j, same = i[keep], j[keep], same[keep]
-    d = np.sum((e[i] - e[j]) ** 2, axis=1)
-    return d, same
+    n = len(y)
+    if max_pairs is None or n * (n - 1) // 2 <= max_pairs:
+        i, j = np.triu_indices(n, k=1)
+    else:
+        i, j = _sample_pairs(y, max_pairs // 2, np.random.default_rng(seed))
+    return np.sum((e[i] - e[j]) ** 2, axis=1), y[i] == y[j]
+
+
+def _sample_pairs(y: np.ndarray, half: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(y, kind="stable")
+    values, starts, counts = np.unique(y[order], return_index=True, return_counts=True)
+    group = np.searchsorted(values, y)  # identity index of every row
+    rank = np.empty(len(y), np.int64)
+    rank[order] = np.arange(len(y)) - starts[group[order]]  # position of every row inside its identity
+    candidates = np.flatnonzero(counts[group] > 1)
+    pos_i = rng.choice(candidates, half) if len(candidates) else np.zeros(0, np.int64)
+    g = group[pos_i]
+    r = rng.integers(0, counts[g] - 1) if len(g) else np.zeros(0, np.int64)  # one of the other members...
+    pos_j = order[starts[g] + r + (r >= rank[pos_i])]  # ...skipping the anchor itself
+    neg_i, neg_j = rng.integers(0, len(y), 4 * half), rng.integers(0, len(y), 4 * half)
+    keep = np.flatnonzero(y[neg_i] != y[neg_j])[:half]
+    return np.concatenate([pos_i, neg_i[keep]]), np.concatenate([pos_j, neg_j[keep]])
 
 
 def roc(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

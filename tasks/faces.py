@@ -24,6 +24,7 @@ identity, identify all the others, averaged over draws).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +114,9 @@ class FacesTask(Task):
             x, y, names = np.array(files.paths), np.array(files.labels, np.int64), files.class_names
             test_x = test_y = None
             probe = tf.io.decode_image(tf.io.read_file(x[0]), channels=data["channels"] or 3, expand_animations=False)
-            shape = (*(data["image_size"] or probe.shape[:2]), data["channels"] or 3)
-            info = {"fingerprint": f"{len(x)} files", "skipped": dict(files.skipped)}
+            shape = (*(int(v) for v in (data["image_size"] or probe.shape[:2])), data["channels"] or 3)
+            listing = "\n".join(f"{p}\t{lb}" for p, lb in zip(files.paths, files.labels))
+            info = {"fingerprint": hashlib.sha256(listing.encode()).hexdigest()[:16], "skipped": dict(files.skipped)}
         else:
             d = catalog.load_arrays(spec)
             x, y, names = d.x_train, d.y_train, list(d.class_names)
@@ -295,8 +297,7 @@ def embed(model: keras.Model, x: np.ndarray, input_shape, batch_size: int = 256)
     ds = tf.data.Dataset.from_tensor_slices(x)
     if np.asarray(x).dtype.kind in "USO":
         ds = ds.map(lambda f: decode_image(tf.io.read_file(f), c, (h, w)), num_parallel_calls=tf.data.AUTOTUNE)
-    predict = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
-    return np.concatenate([np.asarray(predict(b), np.float32) for b in ds.batch(batch_size)])
+    return np.asarray(model.predict(ds.batch(batch_size), verbose=0), np.float32)
 
 
 def one_shot_accuracy(embeddings: np.ndarray, labels: np.ndarray, draws: int = 5, seed: int = 0) -> float:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from serving.verification import choose_threshold, pair_distances
+from serving.verification import _sample_pairs, choose_threshold, pair_distances
 
 
 def test_equal_error_threshold_matches_a_brute_force_scan():
@@ -27,7 +27,11 @@ def test_pairs_are_all_pairs_or_a_balanced_sample():
     np.testing.assert_allclose(d[same], 0.0)
     np.testing.assert_allclose(d[~same], 2.0)
     y = np.repeat(np.arange(10), 20)
-    d, same = pair_distances(np.random.default_rng(1).normal(size=(200, 3)), y, max_pairs=1000, seed=0)
+    e = np.random.default_rng(1).normal(size=(200, 3))
+    d, same = pair_distances(e, y, max_pairs=1000, seed=0)
     assert len(d) == 1000 and same.sum() == 500
+    i, j = _sample_pairs(y, 500, np.random.default_rng(0))  # the sample behind it: real pairs, never an image with itself
+    assert (i != j).all() and (y[i[:500]] == y[j[:500]]).all() and (y[i[500:]] != y[j[500:]]).all()
+    np.testing.assert_allclose(d, ((e[i] - e[j]) ** 2).sum(1), rtol=1e-5)
     with pytest.raises(ValueError, match="both"):
         choose_threshold(np.ones(3), np.ones(3, bool))
