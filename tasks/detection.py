@@ -3,7 +3,9 @@
 Data: ``data.dataset: scenes:fashion_mnist`` (or ``scenes:digits``) makes
 scenes with ``pipelines.scenes`` — real objects on real photos, exact boxes;
 training scenes use the catalog's *training* objects, test scenes its *test*
-objects and other seeds, so the test scenes are held out. ``data.augment``
+objects and other seeds, so the test scenes are held out. ``voc:DIR``,
+``coco:FILE.json`` and ``yolo:DIR`` read a labelled dataset through
+``pipelines.annotations`` (split by ``data.val_fraction``/``test_fraction``). ``data.augment``
 applies the box-aware augmentation policy (boxes move with the pixels) before
 the targets are encoded.
 
@@ -50,15 +52,28 @@ SCENE_DEFAULTS = {
 MAX_BOXES = 32
 
 
-def load_scene_splits(dataset: str, image_size, cfg: dict, seed: int) -> tuple[Scenes, Scenes, Scenes]:
-    """Train/val scenes from the catalog's training objects, test scenes from its test objects."""
+ANNOTATION_KINDS = ("voc", "coco", "yolo")
+
+
+def load_scene_splits(dataset: str, image_size, cfg: dict, seed: int, val_fraction: float = 0.1,
+                      test_fraction: float = 0.1) -> tuple[Scenes, Scenes, Scenes]:
+    """Train/val/test ``Scenes`` for ``data.dataset``.
+
+    ``scenes:<catalog name>``: generated; train/val from the catalog's training
+    objects, test from its test objects (held out). ``voc:DIR``, ``coco:FILE.json``
+    or ``yolo:DIR``: a labelled dataset read by ``pipelines.annotations``, resized
+    to ``image_size`` in memory and split by ``seed``.
+    """
+    kind, _, where = dataset.partition(":")
+    if kind in ANNOTATION_KINDS and where:
+        return load_annotated_splits(kind, where, image_size, seed, val_fraction, test_fraction)
+    if kind != "scenes" or not where:
+        raise UserError(f"data.dataset {dataset!r}: detection reads scenes:<catalog name> (e.g. scenes:fashion_mnist), "
+                        "voc:DIR, coco:FILE.json or yolo:DIR")
     from pipelines.catalog import load_arrays
 
-    kind, _, objects = dataset.partition(":")
-    if kind != "scenes" or not objects:
-        raise UserError(f"data.dataset {dataset!r}: detection needs scenes:<catalog name> (e.g. scenes:fashion_mnist)")
     try:
-        data = load_arrays(objects)
+        data = load_arrays(where)
     except (KeyError, FileNotFoundError, ValueError) as err:
         raise UserError(f"data.dataset {dataset!r}: {str(err).strip(chr(34) + chr(39))}") from None
     photos = background_photos()
@@ -69,6 +84,34 @@ def load_scene_splits(dataset: str, image_size, cfg: dict, seed: int) -> tuple[S
     val = make_scenes(data.x_train, data.y_train, photos, cfg["val"], seed=seed + 1, **common)
     test = make_scenes(data.x_test, data.y_test, photos, cfg["test"], seed=seed + 2, **common)
     return train, val, test
+
+
+def load_annotated_splits(kind: str, where: str, image_size, seed: int, val_fraction: float,
+                          test_fraction: float) -> tuple[Scenes, Scenes, Scenes]:
+    """A VOC/COCO/YOLO dataset as in-memory ``Scenes`` (images resized; boxes are normalised, so unchanged)."""
+    import cv2
+
+    from pipelines import annotations
+
+    reader = {"voc": annotations.read_voc, "coco": annotations.read_coco, "yolo": annotations.read_yolo}[kind]
+    try:
+        ann = reader(where)
+    except (OSError, ValueError) as err:
+        raise UserError(f"data.dataset {kind}:{where}: {err}") from None
+    if not ann.paths:
+        raise UserError(f"data.dataset {kind}:{where}: no usable images (skipped: {dict(ann.skipped)})")
+    h, w = (int(s) for s in image_size)
+    images = np.stack([cv2.resize(cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), (w, h),
+                                  interpolation=cv2.INTER_AREA) for p in ann.paths])
+    marks = ann.keypoints or [np.zeros((len(b), 0, 2), np.float32) for b in ann.boxes]
+    scenes = Scenes(images, ann.boxes, ann.labels, marks, list(ann.class_names))
+    order = np.random.default_rng(seed).permutation(len(scenes))
+    n_test, n_val = int(round(len(order) * test_fraction)), int(round(len(order) * val_fraction))
+    test, val, train = np.split(order, [n_test, n_test + n_val])
+    if len(train) == 0:
+        raise UserError(f"data.dataset {kind}:{where}: {len(order)} images leave none for training; "
+                        "lower data.val_fraction / data.test_fraction")
+    return scenes.subset(np.sort(train)), scenes.subset(np.sort(val)), scenes.subset(np.sort(test))
 
 
 def scenes_fingerprint(*parts: Scenes) -> str:
@@ -113,7 +156,7 @@ class DetectionTask(Task):
     """YOLO detection (``model.name: yolo``) on generated scenes."""
 
     defaults = {
-        "data": {"dataset": "scenes:fashion_mnist", "image_size": [128, 128]},
+        "data": {"dataset": "scenes:fashion_mnist", "image_size": [128, 128], "test_fraction": 0.1},
         "model": {"name": "yolo"},
         "scenes": dict(SCENE_DEFAULTS),
         "detection": {"anchors": 3, "score_threshold": 0.6, "iou_threshold": 0.5, "max_detections": 50,
@@ -124,7 +167,8 @@ class DetectionTask(Task):
         data, det = self.recipe["data"], self.recipe["detection"]
         image_size = data["image_size"] or [128, 128]
         self.train_scenes, val, self.test_scenes = load_scene_splits(
-            data["dataset"], image_size, self.recipe["scenes"], self.recipe["seed"])
+            data["dataset"], image_size, self.recipe["scenes"], self.recipe["seed"], data["val_fraction"],
+            data["test_fraction"])
         boxes = np.concatenate(self.train_scenes.boxes)
         wh = np.stack([boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]], 1)
         self.anchors = kmeans_anchors(wh, det["anchors"], seed=self.recipe["seed"])

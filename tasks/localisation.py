@@ -79,6 +79,9 @@ class LocalisationTask(Task):
                             "landmarks); remove it, the scene generator already varies every scene")
         if self.recipe["scenes"]["objects_per_scene"][1] > 1:
             raise UserError("scenes.objects_per_scene: localisation takes at most one object per image; use [0, 1]")
+        if not data["dataset"].startswith("scenes:"):
+            raise UserError(f"data.dataset {data['dataset']!r}: localisation trains on generated scenes "
+                            "(scenes:fashion_mnist or scenes:digits), which carry the five landmarks")
         image_size = data["image_size"] or [64, 64]
         train, val, self.test_scenes = load_scene_splits(data["dataset"], image_size, self.recipe["scenes"],
                                                          self.recipe["seed"])

@@ -1,12 +1,10 @@
 """Scene generator: seeded, exact boxes and landmarks on real pixels; VOC/COCO/YOLO files read back."""
 
-import json
-import xml.etree.ElementTree as ET
-
 import cv2
 import numpy as np
 import pytest
 
+from pipelines.annotations import read_coco, read_voc, read_yolo
 from pipelines.catalog import load_arrays
 from pipelines.detection_writers import write_coco, write_voc, write_yolo
 from pipelines.scenes import background_photos, make_scenes, mask_landmarks, paste_object
@@ -61,27 +59,34 @@ def test_mask_landmarks_of_a_triangle():
     assert marks[3][0] < marks[0][0] < marks[4][0]  # left < centroid < right
 
 
-def test_written_datasets_hold_the_exact_boxes(scenes, tmp_path):
+def test_written_datasets_load_through_the_annotation_readers(scenes, tmp_path):
     h, w = scenes.images.shape[1:3]
-    pixels = [np.round(b * [h, w, h, w]) for b in scenes.boxes]
-    coco = json.loads(write_coco(scenes, tmp_path / "coco").read_text())
-    for i, b in enumerate(pixels):
-        anns = [a for a in coco["annotations"] if a["image_id"] == i + 1]
-        got = np.array([[a["bbox"][1], a["bbox"][0], a["bbox"][1] + a["bbox"][3], a["bbox"][0] + a["bbox"][2]] for a in anns])
-        np.testing.assert_array_equal(got, b)
-        assert [a["category_id"] - 1 for a in anns] == list(scenes.classes[i])
-        image = cv2.cvtColor(cv2.imread(str(tmp_path / "coco" / "images" / coco["images"][i]["file_name"])), cv2.COLOR_BGR2RGB)
-        np.testing.assert_array_equal(image, scenes.images[i])  # PNG: lossless
-    root = write_voc(scenes, tmp_path / "voc")
-    ids = (root / "ImageSets" / "Main" / "train.txt").read_text().split()
-    for i, name in enumerate(ids):
-        objects = ET.parse(root / "Annotations" / f"{name}.xml").findall("object")
-        got = np.array([[int(o.find(f"bndbox/{k}").text) for k in ("ymin", "xmin", "ymax", "xmax")] for o in objects])
-        np.testing.assert_array_equal(got - [1, 1, 0, 0], pixels[i])  # VOC is 1-based inclusive
-        assert [o.find("name").text for o in objects] == [scenes.class_names[c] for c in scenes.classes[i]]
-    root = write_yolo(scenes, tmp_path / "yolo")
+    pixels = [np.round(b * [h, w, h, w]) / [h, w, h, w] for b in scenes.boxes]  # files hold whole pixels
+    readers = {
+        "voc": read_voc(write_voc(scenes, tmp_path / "voc"), split="train", class_names=scenes.class_names),
+        "coco": read_coco(write_coco(scenes, tmp_path / "coco")),
+        "yolo": read_yolo(write_yolo(scenes, tmp_path / "yolo")),
+    }
+    for kind, ann in readers.items():
+        assert not ann.skipped and ann.class_names == scenes.class_names and len(ann.paths) == len(scenes), kind
+        for i, path in enumerate(ann.paths):
+            np.testing.assert_allclose(ann.boxes[i], pixels[i], atol=1e-6, err_msg=kind)
+            np.testing.assert_array_equal(ann.labels[i], scenes.classes[i])
+            image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+            np.testing.assert_array_equal(image, scenes.images[i])  # PNG: the generated pixels exactly
+    coco = readers["coco"]
     for i in range(len(scenes)):
-        rows = np.loadtxt(root / "labels" / f"{i:06d}.txt", ndmin=2)
-        cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
-        np.testing.assert_allclose(np.stack([cy - bh / 2, cx - bw / 2, cy + bh / 2, cx + bw / 2], 1), pixels[i], atol=1e-3)
-        np.testing.assert_array_equal(rows[:, 0], scenes.classes[i])
+        np.testing.assert_allclose(coco.keypoints[i], scenes.landmarks[i], atol=0.01)
+
+
+def test_detection_task_reads_a_written_dataset(scenes, tmp_path):
+    from tasks.detection import load_scene_splits
+
+    write_yolo(scenes, tmp_path / "yolo")
+    train, val, test = load_scene_splits(f"yolo:{tmp_path / 'yolo'}", [128, 128], {}, seed=0,
+                                         val_fraction=0.2, test_fraction=0.2)
+    assert (len(train), len(val), len(test)) == (8, 2, 2)
+    for part in (train, val, test):
+        for image, boxes in zip(part.images, part.boxes):
+            i = next(j for j in range(len(scenes)) if np.array_equal(scenes.images[j], image))
+            np.testing.assert_allclose(boxes, scenes.boxes[i], atol=1 / 256)
