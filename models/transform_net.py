@@ -8,13 +8,18 @@ style with perceptual costs, then stylising any image in one forward pass:
     -> upsample x2 + 3x3 conv (2f) -> upsample x2 + 3x3 conv (f) -> 9x9 conv (3)
 
 with instance normalisation (``GroupNormalization(groups=-1)``) and ReLU after
-every conv but the last, whose sigmoid is scaled to [0, 255]. Upsampling
-followed by a convolution replaces the paper's fractionally-strided convs
-(no checkerboard artefacts; Odena et al., 2016).
+every conv but the last. Upsampling followed by a convolution replaces the
+paper's fractionally-strided convs (no checkerboard artefacts; Odena et al.,
+2016).
 
-Input uint8 (or float in [0, 255]) ``(N, H, W, 3)``; output float32
-``(N, H', W', 3)`` in [0, 255] where H' = 4 * ceil(H / 4) (``stylize`` pads
-with reflection and crops back to H x W).
+One change from the paper, for short trainings: the last conv (initialised to
+zero) predicts a change to the input, ``out = clip(x + 255 * tanh(conv), 0, 255)``,
+so the untrained net is the identity (content cost 0) and training only has
+to learn the style, instead of first learning to reproduce the photo.
+
+Input uint8 (or float in [0, 255]) ``(N, H, W, 3)`` with H and W multiples of
+4 (``stylize`` pads any size with reflection and crops back); output float32
+``(N, H, W, 3)`` in [0, 255].
 
 Example:
     >>> net = transform_net(filters=32, residual_blocks=5)
@@ -46,11 +51,12 @@ def _residual(x, filters: int, name: str):
 def transform_net(filters: int = 32, residual_blocks: int = 5, name: str = "transform_net") -> keras.Model:
     """Johnson et al. (2016) transformation network; ``filters`` = width of the first conv.
 
-    Returns a functional model: RGB ``(N, H, W, 3)`` [0, 255] -> float32 ``(N, 4*ceil(H/4), 4*ceil(W/4), 3)``
-    in [0, 255].
+    Returns a functional model: RGB ``(N, H, W, 3)`` [0, 255] (H, W multiples of 4) -> float32
+    ``(N, H, W, 3)`` in [0, 255].
     """
     inputs = keras.Input((None, None, 3), name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
+    pixels = layers.Activation("linear", dtype="float32", name="pixels")(inputs)  # cast to float32
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(pixels)
     x = _conv(x, filters, 9, 1, "enc1")
     x = _conv(x, 2 * filters, 3, 2, "enc2")
     x = _conv(x, 4 * filters, 3, 2, "enc3")
@@ -60,9 +66,11 @@ def transform_net(filters: int = 32, residual_blocks: int = 5, name: str = "tran
     x = _conv(x, 2 * filters, 3, 1, "dec1")
     x = layers.UpSampling2D(2, interpolation="nearest", name="up2")(x)
     x = _conv(x, filters, 3, 1, "dec2")
-    x = _conv(x, 3, 9, 1, "out", norm_relu=False)
-    x = layers.Activation("sigmoid", dtype="float32", name="sigmoid")(x)
-    outputs = layers.Rescaling(255.0, dtype="float32", name="to_pixels")(x)
+    x = layers.Conv2D(3, 9, padding="same", kernel_initializer="zeros", name="out_conv")(x)
+    x = layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    delta = layers.Rescaling(255.0, dtype="float32", name="delta")(x)
+    added = layers.Add(dtype="float32", name="add_delta")([pixels, delta])
+    outputs = layers.ReLU(max_value=255.0, dtype="float32", name="clip")(added)
     return keras.Model(inputs, outputs, name=name)
 
 
