@@ -215,10 +215,14 @@ class DetectionTask(Task):
             ds = ds.map(lambda e: {"image": e["image"], "boxes": e["boxes"][: e["count"]],
                                    "box_labels": e["box_labels"][: e["count"]]})
             ds = augment_dataset(ds, policy, seed)
-            shape = (self.grid, self.grid, len(self.anchors), 5 + self.num_classes)
+            anchors, grid, k = self.anchors, self.grid, self.num_classes
+            shape = (grid, grid, len(anchors), 5 + k)
+
+            def targets(boxes, labels):
+                return encode_targets(boxes, labels, anchors, grid, k)
 
             def encode(e):
-                y = tf.numpy_function(self._encode, [e["boxes"], e["box_labels"]], tf.float32)
+                y = tf.numpy_function(targets, [e["boxes"], e["box_labels"]], tf.float32)
                 return e["image"], tf.ensure_shape(y, shape)
 
             ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
