@@ -120,6 +120,7 @@ def gallery_benchmark(n: int) -> str:
     return (
         f"### Identify against {n:,} stored 128-d encodings ({n // PER_PERSON:,} persons x {PER_PERSON}), {THREADS} threads\n\n"
         f"Raw float32 size {raw_mb:.0f} MB; gallery built in {build_s:.0f} s (one transaction per person). "
+        f"Load average of the (shared) machine during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. "
         f"Queries: 64 noisy copies of stored encodings (answer known) + 64 random directions (must be 'not recognised'), threshold 0.5.\n\n"
         + table(["engine", "load s", "memory added MB", "ms / query (1 at a time, median)", "ms / query (batches of 64)", "right answers"], rows)
         + f"\n\nBoth engines give the same answers: {'yes' if same else 'NO'}; single-query time numpy / faiss = {ratio:.2f}.\n"

@@ -1,7 +1,8 @@
 """Triplet loss with online mining inside the batch (FaceNet, Schroff et al. 2015).
 
 For an anchor A, a positive P (same identity) and a negative N (another one),
-with d(x, y) = ||f(x) - f(y)||^2 on the embeddings:
+with d(x, y) = ||f(x) - f(y)||^2 on the embeddings (or ``squared=False``:
+||f(x) - f(y)||):
 
     L(A, P, N) = max(d(A, P) - d(A, N) + margin, 0)
 
@@ -45,6 +46,15 @@ def pairwise_squared_distances(embeddings):
     return d * (1.0 - ops.eye(ops.shape(e)[0], dtype=d.dtype))
 
 
+def pairwise_distances(embeddings, squared: bool = True):
+    """Squared distances, or (``squared=False``) Euclidean ones with a finite gradient at 0."""
+    d = pairwise_squared_distances(embeddings)
+    if squared:
+        return d
+    zero = ops.cast(d <= 1e-16, d.dtype)
+    return ops.sqrt(d + zero * 1e-16) * (1.0 - zero)
+
+
 def _masks(labels):
     """(positive [N, N], negative [N, N]) float masks; positives exclude i == j."""
     labels = ops.reshape(labels, (-1,))
@@ -58,9 +68,9 @@ def _safe_mean(values, weights):
     return ops.sum(values * weights) / ops.maximum(total, 1.0)
 
 
-def batch_all_triplet_loss(labels, embeddings, margin: float = 0.2):
+def batch_all_triplet_loss(labels, embeddings, margin: float = 0.2, squared: bool = True):
     """Mean of ``max(d(a,p) - d(a,n) + margin, 0)`` over valid triplets with a positive loss."""
-    d = pairwise_squared_distances(embeddings)
+    d = pairwise_distances(embeddings, squared)
     pos, neg = _masks(labels)
     loss = d[:, :, None] - d[:, None, :] + margin  # [a, p, n]
     valid = pos[:, :, None] * neg[:, None, :]
@@ -69,9 +79,9 @@ def batch_all_triplet_loss(labels, embeddings, margin: float = 0.2):
     return _safe_mean(loss, active)
 
 
-def batch_hard_triplet_loss(labels, embeddings, margin: float = 0.2):
+def batch_hard_triplet_loss(labels, embeddings, margin: float = 0.2, squared: bool = True):
     """Mean over anchors of ``max(max_p d(a,p) - min_n d(a,n) + margin, 0)``."""
-    d = pairwise_squared_distances(embeddings)
+    d = pairwise_distances(embeddings, squared)
     pos, neg = _masks(labels)
     hardest_pos = ops.max(d * pos, axis=1)
     far = ops.max(d) + 1.0
@@ -80,9 +90,9 @@ def batch_hard_triplet_loss(labels, embeddings, margin: float = 0.2):
     return _safe_mean(ops.maximum(hardest_pos - hardest_neg + margin, 0.0), valid)
 
 
-def semi_hard_triplet_loss(labels, embeddings, margin: float = 0.2):
+def semi_hard_triplet_loss(labels, embeddings, margin: float = 0.2, squared: bool = True):
     """Mean over anchor-positive pairs, each with its semi-hard negative (see the module docstring)."""
-    d = pairwise_squared_distances(embeddings)
+    d = pairwise_distances(embeddings, squared)
     pos, neg = _masks(labels)
     d_ap = d[:, :, None]  # [a, p, 1]
     d_an = d[:, None, :]  # [a, 1, n]
@@ -96,14 +106,14 @@ def semi_hard_triplet_loss(labels, embeddings, margin: float = 0.2):
     return _safe_mean(ops.maximum(d - chosen + margin, 0.0), valid)
 
 
-def random_triplet_loss(labels, embeddings, margin: float = 0.2, scores=None, seed=None):
+def random_triplet_loss(labels, embeddings, margin: float = 0.2, scores=None, seed=None, squared: bool = True):
     """Mean over anchor-positive pairs with a random negative per pair.
 
     ``scores`` ``[N, N, N]`` (uniform noise) picks the negative of pair (a, p)
     as the negative n with the largest ``scores[a, p, n]``; drawn from ``seed``
     when not given (pass it to reproduce a draw).
     """
-    d = pairwise_squared_distances(embeddings)
+    d = pairwise_distances(embeddings, squared)
     pos, neg = _masks(labels)
     n = ops.shape(d)[0]
     if scores is None:
@@ -130,23 +140,27 @@ class TripletLoss(keras.losses.Loss):
         mining: one of ``all``, ``batch_hard``, ``semi_hard``, ``random``.
         margin: the margin alpha; keeps f from collapsing to a constant.
         seed: seed of the random negatives (``mining="random"`` only).
+        squared: compare squared distances (the FaceNet loss, the default) or
+            plain Euclidean ones, whose gradient does not vanish as points
+            meet (Hermans et al. found batch-hard collapses less with them).
     """
 
-    def __init__(self, mining: str = "batch_hard", margin: float = 0.2, seed: int | None = None, name: str | None = None, **kwargs):
+    def __init__(self, mining: str = "batch_hard", margin: float = 0.2, seed: int | None = None, squared: bool = True, name: str | None = None, **kwargs):
         if mining not in MININGS:
             raise ValueError(f"unknown triplet mining {mining!r}; choose one of {', '.join(MININGS)}. Received: mining={mining!r}")
         super().__init__(name=name or f"triplet_{mining}", **kwargs)
         self.mining = mining
         self.margin = float(margin)
         self.seed = seed
+        self.squared = bool(squared)
         self._seed_gen = keras.random.SeedGenerator(seed) if mining == "random" else None
 
     def call(self, y_true, y_pred):
         if self.mining == "random":
-            return random_triplet_loss(y_true, y_pred, self.margin, seed=self._seed_gen)
-        return _LOSSES[self.mining](y_true, y_pred, self.margin)
+            return random_triplet_loss(y_true, y_pred, self.margin, seed=self._seed_gen, squared=self.squared)
+        return _LOSSES[self.mining](y_true, y_pred, self.margin, self.squared)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mining": self.mining, "margin": self.margin, "seed": self.seed})
+        config.update({"mining": self.mining, "margin": self.margin, "seed": self.seed, "squared": self.squared})
         return config

@@ -37,7 +37,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 DEFAULT_PATH = "faces.db"
-BLOCK_ROWS = 1 << 16
+BLOCK_ROWS = 1 << 16  # rows fetched from SQLite at a time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -330,17 +330,19 @@ def _unit_rows(embeddings: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
     return e
 
 
-def best_inner_product(matrix: np.ndarray, queries: np.ndarray, block_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def best_inner_product(matrix: np.ndarray, queries: np.ndarray, scratch_floats: int = 1 << 24) -> tuple[np.ndarray, np.ndarray]:
     """Row of ``matrix`` ``[M, D]`` with the largest dot product with each query ``[Q, D]``, and that product.
 
-    Scans ``block_rows`` rows at a time, so the scratch memory is
-    ``block_rows x Q`` floats whatever M is.
+    Scans the rows in blocks so the scratch scores never exceed
+    ``scratch_floats`` (64 MB by default) whatever M is; one query scans
+    everything in one matrix-vector product.
     """
     q_t = np.ascontiguousarray(queries.T)
+    block = max(1024, scratch_floats // max(1, len(queries)))
     best_rows = np.zeros(len(queries), np.int64)
     best = np.full(len(queries), -np.inf, np.float32)
-    for start in range(0, len(matrix), block_rows):
-        scores = matrix[start : start + block_rows] @ q_t  # [B, Q]
+    for start in range(0, len(matrix), block):
+        scores = matrix[start : start + block] @ q_t  # [B, Q]
         arg = np.argmax(scores, axis=0)
         top = scores[arg, np.arange(len(queries))]
         better = top > best

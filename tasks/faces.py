@@ -68,6 +68,7 @@ class FacesTask(Task):
         "faces": {
             "loss": "triplet_batch_hard",
             "margin": 0.2,
+            "squared": True,  # triplet distances: squared (FaceNet) or plain Euclidean
             "p": 8,  # identities per batch
             "k": 4,  # images per identity
             "unseen_classes": [],  # identities (ids or names) held out of training for one-shot tests
@@ -162,7 +163,7 @@ class FacesTask(Task):
         faces = self.recipe["faces"]
         if faces["loss"] == "binary":
             return keras.losses.BinaryCrossentropy()
-        return TripletLoss(LOSSES[faces["loss"]], margin=faces["margin"], seed=self.recipe["seed"])
+        return TripletLoss(LOSSES[faces["loss"]], margin=faces["margin"], seed=self.recipe["seed"], squared=faces["squared"])
 
     def steps_per_epoch(self) -> int:
         p, k = self.recipe["faces"]["p"], self.recipe["faces"]["k"]

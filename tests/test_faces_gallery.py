@@ -92,7 +92,7 @@ def test_faiss_index_gives_the_same_answers_as_numpy_search(tmp_path):
         g.enrol(f"p{i // 10}", stored[i : i + 10], [str(j) for j in range(i, i + 10)], V1)
     queries = np.concatenate([near(stored[::97], rng, 0.05), unit(rng, 20, dim=32)])
     exact = np.argmax(queries @ stored.T, axis=1)
-    rows, _ = best_inner_product(stored, queries, block_rows=256)
+    rows, _ = best_inner_product(stored, queries, scratch_floats=256 * len(queries))  # several blocks
     np.testing.assert_array_equal(rows, exact)
     a = g.identify(queries, 0.3, V1)
     b = Gallery(tmp_path / "g.db", index="faiss").identify(queries, 0.3, V1)
