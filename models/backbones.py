@@ -27,6 +27,7 @@ Example:
     >>> base(images).shape                                    # (N, 1280)
     >>> model = transfer_classifier((64, 64, 1), 10, backbone="efficientnet_lite0", weights="imagenet")
     >>> [layer.name for layer in model.layers][-2:]           # ['backbone', 'head']
+    >>> backbone_of(model).name                               # 'efficientnet_lite0'
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def _from_keras_file(path: Path) -> keras.Model:
     model = keras.saving.load_model(path.expanduser(), compile=False)
     names = [layer.name for layer in model.layers]
     if "backbone" in names:  # a previous transfer_classifier
-        return model.get_layer("backbone")
+        return backbone_of(model)
     return _truncate_before_classifier(model)
 
 
@@ -211,13 +212,49 @@ def backbone_blocks(model: keras.Model, name: str) -> list[list[str]]:
     return [g for g in groups if g]
 
 
+@keras.saving.register_keras_serializable(package="convforge")
+class InferenceCall(keras.layers.Layer):
+    """Calls the wrapped model with ``training=False`` whatever the outer call says.
+
+    Keras 3 functional models pass the OUTER ``training`` flag to every layer,
+    overriding a ``training=False`` written at the call site; this wrapper has
+    no ``training`` argument, so nothing is injected and the wrapped batch norms
+    always use (and never update) their moving statistics. Shapes: those of
+    the wrapped model. Its weights stay trainable layer by layer.
+    """
+
+    def __init__(self, model: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model
+
+    def call(self, x):
+        return self.model(x, training=False)
+
+    def compute_output_shape(self, input_shape):
+        return self.model.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "model": keras.saving.serialize_keras_object(self.model)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(keras.saving.deserialize_keras_object(config.pop("model")), **config)
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The backbone model inside a ``transfer_classifier``."""
+    return model.get_layer("backbone").model
+
+
 @register("transfer_classifier")
 def transfer_classifier(input_shape, num_classes: int, backbone: str = "efficientnet_lite0",
                         weights: str | None = None, dropout: float = 0.2) -> keras.Model:
     """A backbone plus a new softmax head: uint8 ``(N, H, W, C)`` -> ``(N, num_classes)``.
 
     Grey images are repeated to RGB for pretrained RGB nets. The backbone is
-    the nested model ``backbone``, CALLED WITH ``training=False``: its batch
+    wrapped in the layer ``backbone`` (``InferenceCall``; ``backbone_of(model)``
+    returns it), which always calls it with ``training=False``: its batch
     norms stay in inference mode even when its layers are unfrozen (the Keras
     fine-tuning recipe). The head is the nested model ``head``: features
     ``(N, D)`` -> dropout -> softmax Dense, trainable alone on cached features.
@@ -230,8 +267,7 @@ def transfer_classifier(input_shape, num_classes: int, backbone: str = "efficien
         x = layers.Concatenate(name="grey_to_rgb")([x, x, x])
         channels = 3
     base = build_backbone(base_name, (*input_shape[:2], channels), weights)
-    base.name = "backbone"
-    features = base(x, training=False)
+    features = InferenceCall(base, name="backbone")(x)
     feat_in = keras.Input((features.shape[-1],), name="features")
     h = layers.Dropout(dropout, name="head_dropout")(feat_in) if dropout else feat_in
     head = keras.Model(feat_in, layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(h), name="head")

@@ -167,10 +167,10 @@ class TransferTask(ClassificationTask):
 
     # -- training ----------------------------------------------------------------
     def fit(self, model: keras.Model, inputs: Inputs, callbacks: list) -> keras.callbacks.History:
-        from models.backbones import backbone_blocks
+        from models.backbones import backbone_blocks, backbone_of
 
         stages = parse_stages(self.recipe["transfer"]["stages"], self.recipe["train"])
-        backbone, head = model.get_layer("backbone"), model.get_layer("head")
+        backbone, head = backbone_of(model), model.get_layer("head")
         blocks = backbone_blocks(backbone, self.recipe["model"]["options"].get("backbone", "efficientnet_lite0"))
         combined = keras.callbacks.History()
         combined.history = {}
