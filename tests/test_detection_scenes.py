@@ -90,3 +90,12 @@ def test_detection_task_reads_a_written_dataset(scenes, tmp_path):
         for image, boxes in zip(part.images, part.boxes):
             i = next(j for j in range(len(scenes)) if np.array_equal(scenes.images[j], image))
             np.testing.assert_allclose(boxes, scenes.boxes[i], atol=1 / 256)
+
+
+def test_scenes_command_writes_a_dataset_the_readers_load(tmp_path):
+    from tasks.cli import main
+
+    assert main(["scenes", str(tmp_path / "voc"), "--format", "voc", "--count", "3", "--seed", "5"]) == 0
+    ann = read_voc(tmp_path / "voc", split="train")
+    assert len(ann.paths) == 3 and all(1 <= len(b) <= 4 for b in ann.boxes) and not ann.skipped
+    assert main(["scenes", str(tmp_path / "x"), "--objects", "no_such_set"]) == 2
