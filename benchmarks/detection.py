@@ -32,7 +32,10 @@ import tensorflow as tf  # noqa: E402
 from models import build  # noqa: E402
 from models.region_proposals import label_regions, rcnn_detect, selective_search, warp_regions  # noqa: E402
 from models.sliding_windows import (  # noqa: E402
-    dense_window_scores, naive_window_scores, to_fully_convolutional, window_stride,
+    dense_window_scores,
+    naive_window_scores,
+    to_fully_convolutional,
+    window_stride,
 )
 from models.yolo import detect  # noqa: E402
 from tasks.detection import DetectionTask, evaluate_detections, predict_detections  # noqa: E402
@@ -67,7 +70,7 @@ def train_yolo(task: DetectionTask, inputs, epochs: int, budget_s: float):
 
 def rcnn_training_set(scenes, num_classes: int, rng, per_image: int = 8):
     crops, labels = [], []
-    for image, boxes, classes in zip(scenes.images, scenes.boxes, scenes.classes):
+    for image, boxes, classes in zip(scenes.images, scenes.boxes, scenes.classes, strict=False):
         proposals = selective_search(image)
         lab = label_regions(proposals, boxes, classes, background=num_classes)
         fg, bg = np.nonzero((lab >= 0) & (lab < num_classes))[0], np.nonzero(lab == num_classes)[0]
@@ -81,9 +84,9 @@ def rcnn_training_set(scenes, num_classes: int, rng, per_image: int = 8):
 def window_training_set(scenes, num_classes: int, rng, window: int = 32):
     """Square windows centred on objects (their class) and random background windows."""
     crops, labels = [], []
-    for image, boxes, classes in zip(scenes.images, scenes.boxes, scenes.classes):
+    for image, boxes, classes in zip(scenes.images, scenes.boxes, scenes.classes, strict=False):
         h, w = image.shape[:2]
-        for (y0, x0, y1, x1), c in zip(boxes, classes):
+        for (y0, x0, y1, x1), c in zip(boxes, classes, strict=False):
             cy, cx, side = (y0 + y1) / 2, (x0 + x1) / 2, max(y1 - y0, x1 - x0)
             crops.append(warp_regions(image, [[cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2]], window)[0])
             labels.append(c)
@@ -166,8 +169,8 @@ def main() -> None:
         image = tf.image.resize(test.images[:1], (size, size)).numpy().round().astype(np.uint8)[0]
         naive = naive_window_scores(win, image, stride)
         dense = dense_fn(image[None]).numpy()[0]
-        t_naive = median_time(lambda: naive_window_scores(win, image, stride), 3)
-        t_dense = median_time(lambda: dense_fn(image[None]).numpy(), 10)
+        t_naive = median_time(lambda image=image: naive_window_scores(win, image, stride), 3)
+        t_dense = median_time(lambda image=image: dense_fn(image[None]).numpy(), 10)
         rows.append((size, naive.shape[0] * naive.shape[1], t_naive, t_dense, float(np.abs(naive - dense).max())))
         print(f"windows {size}px: {rows[-1][1]} windows naive {t_naive * 1000:.1f} ms, conv {t_dense * 1000:.2f} ms, "
               f"x{t_naive / t_dense:.1f}, max |diff| {rows[-1][4]:.2e}")
@@ -177,7 +180,8 @@ def main() -> None:
 
 
 def write_report(args, task, epochs_done, train_s, yolo_map, yolo_sub, rcnn_map, n, rcnn_train_s, yolo_s, rcnn_s, rows):
-    ok = lambda good: "yes" if good else "**no**"
+    def ok(good):
+        return "yes" if good else "**no**"
     big = rows[-1]
     lines = [
         "## Detection (YOLO, two-stage R-CNN, sliding windows)",

@@ -53,7 +53,7 @@ def write_voc(scenes, root: str | Path, split: str = "train") -> Path:
         ids.append(name)
         _write_png(root / "JPEGImages" / f"{name}.png", image)
         objects = []
-        for (y0, x0, y1, x1), c in zip(_pixel_boxes(scenes.boxes[i], h, w), scenes.classes[i]):
+        for (y0, x0, y1, x1), c in zip(_pixel_boxes(scenes.boxes[i], h, w), scenes.classes[i], strict=False):
             objects.append(
                 f"  <object>\n    <name>{escape(scenes.class_names[int(c)])}</name>\n"
                 "    <pose>Unspecified</pose>\n    <truncated>0</truncated>\n    <difficult>0</difficult>\n"
@@ -81,7 +81,7 @@ def coco_dict(scenes, file_names: list[str]) -> dict:
         h, w = image.shape[:2]
         images.append({"id": i + 1, "file_name": file_names[i], "width": w, "height": h})
         boxes = _pixel_boxes(scenes.boxes[i], h, w)
-        for (y0, x0, y1, x1), c, marks in zip(boxes, scenes.classes[i], scenes.landmarks[i]):
+        for (y0, x0, y1, x1), c, marks in zip(boxes, scenes.classes[i], scenes.landmarks[i], strict=False):
             keypoints = []
             for x, y in np.asarray(marks) * [w, h]:
                 keypoints += [round(float(x), 2), round(float(y), 2), 2]
@@ -99,7 +99,7 @@ def write_coco(scenes, root: str | Path) -> Path:
     """Write ``scenes`` as COCO (``images/`` + ``annotations.json``); returns the JSON path."""
     root = Path(root)
     names = [f"{_name(i)}.png" for i in range(len(scenes.images))]
-    for name, image in zip(names, scenes.images):
+    for name, image in zip(names, scenes.images, strict=False):
         _write_png(root / "images" / name, image)
     path = root / "annotations.json"
     path.write_text(json.dumps(coco_dict(scenes, names)))
@@ -114,7 +114,7 @@ def write_yolo(scenes, root: str | Path) -> Path:
         h, w = image.shape[:2]
         _write_png(root / "images" / f"{_name(i)}.png", image)
         lines = []
-        for (y0, x0, y1, x1), c in zip(_pixel_boxes(scenes.boxes[i], h, w), scenes.classes[i]):
+        for (y0, x0, y1, x1), c in zip(_pixel_boxes(scenes.boxes[i], h, w), scenes.classes[i], strict=False):
             cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
             lines.append(f"{int(c)} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
         (root / "labels" / f"{_name(i)}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))

@@ -46,7 +46,7 @@ class Scenes:
     def __len__(self) -> int:
         return len(self.images)
 
-    def subset(self, index) -> "Scenes":
+    def subset(self, index) -> Scenes:
         """The scenes at ``index`` (a slice or integer array)."""
         idx = np.arange(len(self))[index]
         return Scenes(self.images[idx], [self.boxes[i] for i in idx], [self.classes[i] for i in idx],
@@ -88,7 +88,7 @@ def mask_landmarks(mask: np.ndarray) -> np.ndarray:
     """
     ys, xs = np.nonzero(mask)
     pts = [(xs.mean(), ys.mean())]
-    for sel, coord in ((ys == ys.min(), "y"), (ys == ys.max(), "y"), (xs == xs.min(), "x"), (xs == xs.max(), "x")):
+    for sel in (ys == ys.min(), ys == ys.max(), xs == xs.min(), xs == xs.max()):
         pts.append((xs[sel].mean(), ys[sel].mean()))
     return np.asarray(pts, np.float32) + 0.5
 
@@ -184,5 +184,5 @@ def make_scenes(
         scale = np.array([h, w, h, w], np.float32)
         all_boxes.append((np.array(boxes, np.float32).reshape(-1, 4) / scale).astype(np.float32))
         all_classes.append(np.array(classes, np.int64))
-        all_marks.append((np.array(marks, np.float32).reshape(-1, 5, 2) / np.array([w, h], np.float32)))
+        all_marks.append(np.array(marks, np.float32).reshape(-1, 5, 2) / np.array([w, h], np.float32))
     return Scenes(images, all_boxes, all_classes, all_marks, list(class_names or []))

@@ -191,7 +191,7 @@ class DetectionTask(Task):
         return encode_targets(boxes, classes, self.anchors, self.grid, self.num_classes)
 
     def _dataset(self, scenes: Scenes) -> tf.data.Dataset:
-        targets = np.stack([self._encode(b, c) for b, c in zip(scenes.boxes, scenes.classes)])
+        targets = np.stack([self._encode(b, c) for b, c in zip(scenes.boxes, scenes.classes, strict=False)])
         return tf.data.Dataset.from_tensor_slices((scenes.images, targets))
 
     def _train_dataset(self, batch_size: int) -> tf.data.Dataset:
@@ -208,7 +208,7 @@ class DetectionTask(Task):
             counts = np.array([min(len(b), MAX_BOXES) for b in scenes.boxes], np.int32)
             boxes = np.zeros((len(scenes), MAX_BOXES, 4), np.float32)
             labels = np.zeros((len(scenes), MAX_BOXES), np.int64)
-            for i, (b, c) in enumerate(zip(scenes.boxes, scenes.classes)):
+            for i, (b, c) in enumerate(zip(scenes.boxes, scenes.classes, strict=False)):
                 boxes[i, : counts[i]], labels[i, : counts[i]] = b[:MAX_BOXES], c[:MAX_BOXES]
             ds = tf.data.Dataset.from_tensor_slices({"image": scenes.images, "boxes": boxes, "box_labels": labels,
                                                      "count": counts})

@@ -37,7 +37,7 @@ def localisation_targets(scenes: Scenes, num_classes: int) -> np.ndarray:
     """``[N, 5 + C + 2K]`` targets of scenes with zero or one object each."""
     k = len(LANDMARK_NAMES)
     rows = []
-    for b, c, m in zip(scenes.boxes, scenes.classes, scenes.landmarks):
+    for b, c, m in zip(scenes.boxes, scenes.classes, scenes.landmarks, strict=False):
         rows.append(encode_localisation(b[0], c[0], m[0], num_classes, k) if len(b) else
                     encode_localisation(None, 0, None, num_classes, k))
     return np.stack(rows)

@@ -60,12 +60,12 @@ def voc_map(gt_boxes, gt_classes, boxes, scores, classes, iou_threshold: float =
     """Pascal VOC all-point mAP; returns ``{"map": float, "ap": {class_id: AP}}``."""
     aps = {}
     for c in _classes_of(gt_classes, classes):
-        gts = [np.asarray(b).reshape(-1, 4)[np.asarray(k).reshape(-1) == c] for b, k in zip(gt_boxes, gt_classes)]
+        gts = [np.asarray(b).reshape(-1, 4)[np.asarray(k).reshape(-1) == c] for b, k in zip(gt_boxes, gt_classes, strict=False)]
         npos = sum(len(g) for g in gts)
         if npos == 0:
             continue
         det_img, det_box, det_score = [], [], []
-        for i, (b, s, k) in enumerate(zip(boxes, scores, classes)):
+        for i, (b, s, k) in enumerate(zip(boxes, scores, classes, strict=False)):
             sel = np.asarray(k).reshape(-1) == c
             det_img += [i] * int(sel.sum())
             det_box.append(np.asarray(b).reshape(-1, 4)[sel])
@@ -114,7 +114,7 @@ def coco_map(gt_boxes, gt_classes, boxes, scores, classes, max_detections: int =
     for k, c in enumerate(cats):
         per_image = []
         npos = 0
-        for gb, gk, b, s, dk in zip(gt_boxes, gt_classes, boxes, scores, classes):
+        for gb, gk, b, s, dk in zip(gt_boxes, gt_classes, boxes, scores, classes, strict=False):
             g = np.asarray(gb).reshape(-1, 4)[np.asarray(gk).reshape(-1) == c]
             sel = np.asarray(dk).reshape(-1) == c
             d, ds = np.asarray(b).reshape(-1, 4)[sel], np.asarray(s).reshape(-1)[sel]

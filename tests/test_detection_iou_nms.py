@@ -39,7 +39,8 @@ def test_iou_matrix_equals_brute_force_loop():
 def test_iou_of_shapes_ignores_position():
     rng = np.random.default_rng(1)
     wh_a, wh_b = rng.uniform(0.05, 0.5, (20, 2)), rng.uniform(0.05, 0.5, (5, 2))
-    corner = lambda wh: np.concatenate([np.zeros_like(wh), wh[:, ::-1]], 1)  # [0, 0, h, w]
+    def corner(wh):
+        return np.concatenate([np.zeros_like(wh), wh[:, ::-1]], 1)  # [0, 0, h, w]
     np.testing.assert_allclose(iou_wh(wh_a, wh_b), brute_iou(corner(wh_a), corner(wh_b)), atol=1e-9)
 
 
@@ -59,7 +60,7 @@ def test_per_class_nms_equals_tf_image_nms_class_by_class():
             keep = tf.image.non_max_suppression(boxes[idx], scores[idx], 100, inclusive_iou_threshold(0.5), 0.6)
             expected |= {(c, int(idx[i])) for i in keep.numpy()}
         got = set()
-        for b, s, c in zip(got_boxes, got_scores, got_classes):
+        for b, s, c in zip(got_boxes, got_scores, got_classes, strict=False):
             i = int(np.nonzero((scores == s) & (classes == c))[0][0])
             np.testing.assert_array_equal(b, boxes[i])
             got.add((int(c), i))

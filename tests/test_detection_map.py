@@ -31,16 +31,17 @@ def fixed_prediction_set(seed=7, images=40, classes=4):
 
 
 def pycocotools_stats(gt_b, gt_c, det_b, det_s, det_c, classes=4):
-    xywh = lambda b: [float(b[1]), float(b[0]), float(b[3] - b[1]), float(b[2] - b[0])]
+    def xywh(b):
+        return [float(b[1]), float(b[0]), float(b[3] - b[1]), float(b[2] - b[0])]
     gt = {"images": [{"id": i + 1, "width": 128, "height": 128} for i in range(len(gt_b))],
           "categories": [{"id": k + 1, "name": str(k)} for k in range(classes)], "annotations": []}
     results = []
     for i in range(len(gt_b)):
-        for b, c in zip(gt_b[i], gt_c[i]):
+        for b, c in zip(gt_b[i], gt_c[i], strict=False):
             bb = xywh(b)
             gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": i + 1, "category_id": int(c) + 1,
                                       "bbox": bb, "area": bb[2] * bb[3], "iscrowd": 0})
-        for b, s, c in zip(det_b[i], det_s[i], det_c[i]):
+        for b, s, c in zip(det_b[i], det_s[i], det_c[i], strict=False):
             results.append({"image_id": i + 1, "category_id": int(c) + 1, "bbox": xywh(b), "score": float(s)})
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()

@@ -27,7 +27,7 @@ def test_scenes_are_seeded_and_labelled(data, scenes):
     other = make_scenes(data.x_train[:300], data.y_train[:300], background_photos(), 12, seed=4)
     assert not np.array_equal(other.images, scenes.images)
     assert scenes.images.shape == (12, 128, 128, 3) and scenes.images.dtype == np.uint8
-    for b, c, m in zip(scenes.boxes, scenes.classes, scenes.landmarks):
+    for b, c, m in zip(scenes.boxes, scenes.classes, scenes.landmarks, strict=False):
         assert 1 <= len(b) <= 4 and len(c) == len(b) and m.shape == (len(b), 5, 2)
         assert np.all((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])) and np.all((b >= 0) & (b <= 1))
         # every landmark lies inside its object's box
@@ -87,7 +87,7 @@ def test_detection_task_reads_a_written_dataset(scenes, tmp_path):
                                          val_fraction=0.2, test_fraction=0.2)
     assert (len(train), len(val), len(test)) == (8, 2, 2)
     for part in (train, val, test):
-        for image, boxes in zip(part.images, part.boxes):
+        for image, boxes in zip(part.images, part.boxes, strict=False):
             i = next(j for j in range(len(scenes)) if np.array_equal(scenes.images[j], image))
             np.testing.assert_allclose(boxes, scenes.boxes[i], atol=1 / 256)
 

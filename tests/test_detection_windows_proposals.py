@@ -7,7 +7,11 @@ from models import build
 from models.iou import iou_matrix
 from models.region_proposals import label_regions, rcnn_detect, selective_search, warp_regions
 from models.sliding_windows import (
-    dense_window_scores, naive_window_scores, to_fully_convolutional, window_boxes, window_stride,
+    dense_window_scores,
+    naive_window_scores,
+    to_fully_convolutional,
+    window_boxes,
+    window_stride,
 )
 from pipelines.catalog import load_arrays
 from pipelines.scenes import background_photos, make_scenes
@@ -38,7 +42,7 @@ def test_convolutional_sliding_windows_equal_naive_for_every_window(scenes):
 
 
 def test_selective_search_proposes_a_box_on_every_object(scenes):
-    for image, gt in zip(scenes.images[:3], scenes.boxes[:3]):
+    for image, gt in zip(scenes.images[:3], scenes.boxes[:3], strict=False):
         proposals = selective_search(image)
         assert proposals.ndim == 2 and proposals.shape[1] == 4 and 20 < len(proposals) < 2000
         assert np.all((proposals >= 0) & (proposals <= 1))

@@ -58,7 +58,8 @@ def test_kmeans_with_iou_distance_finds_the_box_shape_clusters():
 
 
 def numpy_yolo_loss(y_true, y_pred, coord=5.0, noobj=0.5):
-    sig = lambda x: 1 / (1 + np.exp(-x))
+    def sig(x):
+        return 1 / (1 + np.exp(-x))
     obj = y_true[..., 0]
     p = sig(y_pred[..., 0])
     bce = -(obj * np.log(p) + (1 - obj) * np.log(1 - p))
@@ -78,7 +79,8 @@ def test_yolo_loss_equals_numpy_and_vanishes_near_a_perfect_prediction():
                   for _ in range(2)])
     pred = rng.normal(0, 1, y.shape).astype(np.float32)
     np.testing.assert_allclose(float(YoloLoss()(y, pred)), numpy_yolo_loss(y, pred), rtol=1e-5)
-    logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
+    def logit(p):
+        return np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))
     perfect = np.concatenate([logit(y[..., :3]) * 1.0, y[..., 3:5], 30 * (y[..., 5:] - 0.5)], -1).astype(np.float32)
     perfect[..., 0] = np.where(y[..., 0] > 0, 20.0, -20.0)
     assert float(YoloLoss()(y, perfect)) < 1e-3 < float(YoloLoss()(y, pred))

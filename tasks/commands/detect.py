@@ -37,7 +37,7 @@ def run(args) -> int:
         raise UserError(f"export {path} is not a detector (no {', '.join(missing)}); give a detection export")
     names = read_class_names(path)
     pictures = []
-    for file, data in zip(args.images, images):
+    for file, data in zip(args.images, images, strict=False):
         out = {k: v.numpy()[0] for k, v in fn(image_bytes=tf.constant([data])).items()}
         n = int(out["num_detections"])
         keep = out["detection_scores"][:n] >= args.min_score
@@ -47,7 +47,7 @@ def run(args) -> int:
         pictures.append(draw_detections(rgb, boxes, classes, scores, names))
         h, w = rgb.shape[:2]
         print(f"{file}: {len(boxes)} detection(s)")
-        for (y0, x0, y1, x1), c, s in zip(boxes, classes, scores):
+        for (y0, x0, y1, x1), c, s in zip(boxes, classes, scores, strict=False):
             name = names[c] if c < len(names) else str(c)
             print(f"  {name:<14} {s:.3f}  x {x0 * w:6.1f}..{x1 * w:6.1f}  y {y0 * h:6.1f}..{y1 * h:6.1f}")
     picture = pictures[0] if len(pictures) == 1 else tile(pictures, columns=min(4, len(pictures)))
