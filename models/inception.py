@@ -131,4 +131,4 @@ def inference_model(model: keras.Model) -> keras.Model:
     """
     if not isinstance(model.output, dict):
         return model
-    return keras.Model(model.inputs, model.get_layer("main").output, name=model.name)
+    return keras.Model(model.input, model.get_layer("main").output, name=model.name)
