@@ -1,0 +1,53 @@
+"""The faces task through the trainer: binary head on Fashion-MNIST with unseen classes, ROC in MLflow."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from tasks.faces import _pairs, one_shot_accuracy
+from tasks.recipe import load_recipe
+from tasks.trainer import train
+
+
+def test_pairs_give_one_positive_and_one_negative_partner_per_image():
+    import tensorflow as tf
+
+    p, k = 3, 2
+    labels = np.repeat(np.arange(10, 13), k)
+    images = labels.astype(np.uint8).reshape(-1, 1, 1, 1)
+    (x, same), = _pairs(tf.data.Dataset.from_tensors((images, labels)), p, k).as_numpy_iterator()
+    a, b = x["image_a"][:, 0, 0, 0], x["image_b"][:, 0, 0, 0]
+    np.testing.assert_array_equal(same[:, 0], np.r_[np.ones(6), np.zeros(6)])
+    assert (a[:6] == b[:6]).all() and (a[6:] != b[6:]).all()
+
+
+def test_one_shot_accuracy_is_exact_on_separated_clusters():
+    labels = np.repeat(np.arange(4), 5)
+    e = np.eye(4, dtype=np.float32)[labels]
+    assert one_shot_accuracy(e, labels, draws=3) == 1.0
+    flipped = labels.copy()
+    flipped[[0, 5]] = flipped[[5, 0]]  # two images carry the other's label
+    assert one_shot_accuracy(e, flipped, draws=20) < 1.0
+
+
+@pytest.mark.slow
+def test_binary_head_recipe_trains_exports_threshold_and_logs_roc(mlflow_store, workdir):
+    recipe = load_recipe("faces_fashion_mnist", [
+        "faces.loss=binary", "faces.p=5", "faces.k=4", "data.train_limit=3000", "data.test_limit=300",
+        "model.options.widths=[8, 16]", "model.options.embedding_dim=16", "train.epochs=1", "train.steps_per_epoch=15",
+        "faces.max_pairs=4000",
+    ])
+    result = train(recipe, workdir)
+    m = result.metrics
+    assert {"val_auc", "val_eer", "threshold", "test_auc", "test_eer", "test_accuracy", "test_one_shot_accuracy", "test_head_auc"} <= set(m)
+    assert m["test_auc"] > 0.6  # better than chance on classes never trained on
+    assert 0.0 <= m["test_head_auc"] <= 1.0  # the head scores pairs too (it needs more steps to beat chance)
+    meta = json.loads((result.export_path / "assets" / "verification.json").read_text())
+    assert meta["threshold"] == pytest.approx(m["threshold"]) and meta["loss"] == "binary" and meta["input_shape"] == [28, 28, 1]
+    client = mlflow.MlflowClient()
+    figures = [f.path for f in client.list_artifacts(result.run_id, "figures")]
+    assert "figures/roc.png" in figures
+    run = client.get_run(result.run_id)
+    assert run.data.params["faces.loss"] == "binary" and "accuracy" in run.data.metrics
