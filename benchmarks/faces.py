@@ -110,7 +110,7 @@ def gallery_benchmark(n: int) -> str:
     raw_mb = n * DIM * 4 / 2**20
     names = {k: [m.name for m in r["answers"]] for k, r in results.items()}
     same = names["numpy"] == names["faiss"]
-    correct = {k: sum(a == b for a, b in zip(v, truth)) for k, v in names.items()}
+    correct = {k: sum(a == b for a, b in zip(v, truth, strict=True)) for k, v in names.items()}
     rows = [
         [k, f"{r['load_s']:.1f}", f"{r['rss_mb']:.0f} ({r['rss_mb'] / raw_mb:.2f}x raw)", f"{r['single_ms']:.1f}", f"{r['batched_ms']:.2f}", f"{correct[k]}/128"]
         for k, r in results.items()

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -167,7 +167,7 @@ class Gallery:
             before = self._db.total_changes
             self._db.executemany(
                 "INSERT OR IGNORE INTO encodings(person_id, embedding, image_sha256, encoder_version, crop, source) VALUES (?, ?, ?, ?, ?, ?)",
-                [(person_id, row.tobytes(), h, encoder_version, c, s) for row, h, c, s in zip(e, image_hashes, crops, sources)],
+                [(person_id, row.tobytes(), h, encoder_version, c, s) for row, h, c, s in zip(e, image_hashes, crops, sources, strict=True)],
             )
             added = self._db.total_changes - before
             self._set_meta("encoder_version", encoder_version)
@@ -201,7 +201,7 @@ class Gallery:
                 e = _unit_rows(encode([crop for _, crop in chunk]))
                 self._db.executemany(
                     "UPDATE encodings SET embedding = ?, encoder_version = ? WHERE id = ?",
-                    [(v.tobytes(), encoder_version, i) for v, (i, _) in zip(e, chunk)],
+                    [(v.tobytes(), encoder_version, i) for v, (i, _) in zip(e, chunk, strict=True)],
                 )
                 self._set_meta("dim", e.shape[1])
             self._set_meta("encoder_version", encoder_version)
@@ -218,7 +218,7 @@ class Gallery:
             return [Match(None, float("inf")) for _ in q]
         rows, scores = self._search(index, q)
         out = []
-        for r, s in zip(rows, scores):
+        for r, s in zip(rows, scores, strict=True):
             d = max(0.0, 2.0 - 2.0 * float(s))
             out.append(Match(index.names[index.person_of_row[r]] if d <= threshold else None, d))
         return out

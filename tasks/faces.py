@@ -116,7 +116,7 @@ class FacesTask(Task):
             test_x = test_y = None
             probe = tf.io.decode_image(tf.io.read_file(x[0]), channels=data["channels"] or 3, expand_animations=False)
             shape = (*(int(v) for v in (data["image_size"] or probe.shape[:2])), data["channels"] or 3)
-            listing = "\n".join(f"{p}\t{lb}" for p, lb in zip(files.paths, files.labels))
+            listing = "\n".join(f"{p}\t{lb}" for p, lb in zip(files.paths, files.labels, strict=True))
             info = {"fingerprint": hashlib.sha256(listing.encode()).hexdigest()[:16], "skipped": dict(files.skipped)}
         else:
             d = catalog.load_arrays(spec)

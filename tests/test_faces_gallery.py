@@ -24,7 +24,7 @@ def test_enrol_identify_remove_then_not_recognised(tmp_path):
     rng = np.random.default_rng(0)
     people = unit(rng, 3)
     g = Gallery(tmp_path / "g.db")
-    for name, e in zip(["ada", "bob", "cy"], people):
+    for name, e in zip(["ada", "bob", "cy"], people, strict=True):
         assert g.enrol(name, e[None], [f"hash-{name}"], V1) == 1
     assert g.enrol("ada", people[:1], ["hash-ada"], V1) == 0  # the same image again is skipped
     matches = g.identify(near(people, rng), threshold=0.5, encoder_version=V1)
@@ -78,7 +78,7 @@ def test_encoder_version_mismatch_is_refused_until_reencoded(tmp_path):
         g.identify(e[:1], 0.5, "faces/2@bbbb")
     with pytest.raises(EncoderMismatch):
         g.enrol("cy", e[:1], ["c1"], "faces/2@bbbb")
-    new = {c: v for c, v in zip([b"crop-a1", b"crop-a2", b"crop-b1", b"crop-b2"], unit(rng, 4, dim=8))}
+    new = {c: v for c, v in zip([b"crop-a1", b"crop-a2", b"crop-b1", b"crop-b2"], unit(rng, 4, dim=8), strict=True)}
     assert g.reencode(lambda crops: np.stack([new[c] for c in crops]), "faces/2@bbbb") == 4
     assert g.encoder_version == "faces/2@bbbb"
     assert g.identify(new[b"crop-b2"][None], 1e-6, "faces/2@bbbb")[0].name == "bob"

@@ -163,7 +163,6 @@ def verify(args) -> int:
 
 
 def identify(args) -> int:
-    import numpy as np
 
     from tasks.errors import UserError
 
@@ -180,7 +179,7 @@ def identify(args) -> int:
             failed += 1
             continue
         matches = gallery.identify(encoder.encode(crops), threshold, encoder.version)
-        for i, (face, match) in enumerate(zip(faces, matches), start=1):
+        for i, (face, match) in enumerate(zip(faces, matches, strict=True), start=1):
             who = match.name or "not recognised"
             print(f"{path} face {i} at {list(face.box)}: {who} (distance {match.distance:.3f}, threshold {threshold:.3f})")
     return 2 if failed else 0
@@ -238,7 +237,7 @@ def crop_folder(args) -> int:
         raise UserError(str(err)) from None
     out, skipped = Path(args.out), Counter(files.skipped)
     written = 0
-    for i, (path, label) in enumerate(zip(files.paths, files.labels), start=1):
+    for i, (path, label) in enumerate(zip(files.paths, files.labels, strict=True), start=1):
         try:
             crops, _ = face_crops(load_rgb(path), args.size, args.min_confidence, name=path)
         except ValueError:
