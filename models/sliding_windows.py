@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.nms import IOU_THRESHOLD, SCORE_THRESHOLD, batched_nms
 from models.registry import register
 
 
@@ -128,3 +129,20 @@ def window_boxes(image_size: tuple[int, int], window: int, stride: int) -> np.nd
 def dense_window_scores(fcn: keras.Model, images) -> tf.Tensor:
     """Run the fully convolutional net once per image: ``[N, R, Q, classes]``."""
     return fcn(tf.convert_to_tensor(images), training=False)
+
+
+def window_detections(scores, image_size: tuple[int, int], window: int, stride: int,
+                      score_threshold: float = SCORE_THRESHOLD, iou_threshold: float = IOU_THRESHOLD,
+                      max_detections: int = 100) -> dict[str, tf.Tensor]:
+    """Window scores ``[R, Q, C + 1]`` (last class = background) -> per-class NMS detections.
+
+    Each window votes for its best object class with that class's probability;
+    the windows themselves are the boxes. Returns the ``batched_nms`` dict for
+    a batch of one image.
+    """
+    scores = tf.convert_to_tensor(scores, tf.float32)
+    num_classes = int(scores.shape[-1]) - 1
+    objects = tf.reshape(scores[..., :num_classes], [1, -1, num_classes])
+    boxes = tf.reshape(tf.constant(window_boxes(image_size, window, stride)), [1, -1, 4])
+    return batched_nms(boxes, tf.reduce_max(objects, -1), tf.argmax(objects, -1, output_type=tf.int32),
+                       num_classes, score_threshold, iou_threshold, max_detections)

@@ -11,6 +11,7 @@ from models.sliding_windows import (
     naive_window_scores,
     to_fully_convolutional,
     window_boxes,
+    window_detections,
     window_stride,
 )
 from pipelines.catalog import load_arrays
@@ -39,6 +40,11 @@ def test_convolutional_sliding_windows_equal_naive_for_every_window(scenes):
         np.testing.assert_allclose(dense, naive, atol=1e-4, rtol=0)
     boxes = window_boxes((96, 96), 32, stride)
     np.testing.assert_allclose(boxes[2, 3], [8 / 96, 12 / 96, 40 / 96, 44 / 96])
+    out = window_detections(dense, (96, 96), 32, stride, score_threshold=0.0, max_detections=5)
+    n = int(out["num_detections"][0])
+    best = np.unravel_index(np.argmax(dense[..., :10].max(-1)), dense.shape[:2])
+    np.testing.assert_allclose(out["detection_boxes"][0, 0], boxes[best])  # the top window comes first
+    assert 0 < n <= 5
 
 
 def test_selective_search_proposes_a_box_on_every_object(scenes):
