@@ -13,13 +13,14 @@ paper's fractionally-strided convs (no checkerboard artefacts; Odena et al.,
 2016).
 
 One change from the paper, for short trainings: the last conv (initialised to
-zero) predicts a change to the input, ``out = clip(x + 255 * tanh(conv), 0, 255)``,
-so the untrained net is the identity (content cost 0) and training only has
-to learn the style, instead of first learning to reproduce the photo.
+zero) predicts a change to the input in logit space (``LogitResidual``), so the
+untrained net is the identity (content cost 0), training only has to learn the
+style instead of first learning to reproduce the photo, and the output stays in
+range without a hard clip that would stop gradients.
 
 Input uint8 (or float in [0, 255]) ``(N, H, W, 3)`` with H and W multiples of
 4 (``stylize`` pads any size with reflection and crops back); output float32
-``(N, H, W, 3)`` in [0, 255].
+``(N, H, W, 3)`` in (-0.5, 255.5).
 
 Example:
     >>> net = transform_net(filters=32, residual_blocks=5)
@@ -31,6 +32,17 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import layers
+
+
+@keras.saving.register_keras_serializable(package="convforge")
+class LogitResidual(layers.Layer):
+    """``out = 256 * sigmoid(logit((x + 0.5) / 256) + delta) - 0.5``: pixels ``x`` in [0, 255]
+    changed by ``delta`` (same shape, unbounded); ``delta = 0`` gives ``x`` back; output in (-0.5, 255.5)."""
+
+    def call(self, pixels, delta):
+        p = (keras.ops.cast(pixels, "float32") + 0.5) / 256.0
+        logit = keras.ops.log(p) - keras.ops.log1p(-p)
+        return 256.0 * keras.ops.sigmoid(logit + keras.ops.cast(delta, "float32")) - 0.5
 
 
 def _conv(x, filters: int, size: int, stride: int, name: str, norm_relu: bool = True):
@@ -52,7 +64,7 @@ def transform_net(filters: int = 32, residual_blocks: int = 5, name: str = "tran
     """Johnson et al. (2016) transformation network; ``filters`` = width of the first conv.
 
     Returns a functional model: RGB ``(N, H, W, 3)`` [0, 255] (H, W multiples of 4) -> float32
-    ``(N, H, W, 3)`` in [0, 255].
+    ``(N, H, W, 3)`` in (-0.5, 255.5).
     """
     inputs = keras.Input((None, None, 3), name="image")
     pixels = layers.Activation("linear", dtype="float32", name="pixels")(inputs)  # cast to float32
@@ -66,11 +78,8 @@ def transform_net(filters: int = 32, residual_blocks: int = 5, name: str = "tran
     x = _conv(x, 2 * filters, 3, 1, "dec1")
     x = layers.UpSampling2D(2, interpolation="nearest", name="up2")(x)
     x = _conv(x, filters, 3, 1, "dec2")
-    x = layers.Conv2D(3, 9, padding="same", kernel_initializer="zeros", name="out_conv")(x)
-    x = layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    delta = layers.Rescaling(255.0, dtype="float32", name="delta")(x)
-    added = layers.Add(dtype="float32", name="add_delta")([pixels, delta])
-    outputs = layers.ReLU(max_value=255.0, dtype="float32", name="clip")(added)
+    delta = layers.Conv2D(3, 9, padding="same", kernel_initializer="zeros", name="out_conv")(x)
+    outputs = LogitResidual(dtype="float32", name="logit_residual")(pixels, delta)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -109,7 +109,7 @@ class StylizerTrainer(keras.Model):
             j, jc, js, _ = self.cost(generated, targets, *self.weights_abt)
             loss = tf.reduce_mean(j)
         variables = self.net.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         for name, value in (("J", j), ("Jc", jc), ("Js", js)):
             self.trackers[name].update_state(value)
         return {k: t.result() for k, t in self.trackers.items()}
@@ -173,7 +173,6 @@ def run_fast_style(style: np.ndarray, settings: FastStyleSettings, export_root="
     from pathlib import Path
 
     import mlflow
-
     from tasks.plots import save
     from tasks.style_transfer import StyleSettings, comparison_figure, fit_size, load_image, optimise
     from tasks.tracking import configure

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -50,7 +50,7 @@ class StyleSettings:
     weights: str = "hed_bsds500"
     seed: int = 0
 
-    def validate(self) -> "StyleSettings":
+    def validate(self) -> StyleSettings:
         from models.vgg16_hed import CONV_LAYERS
 
         if self.steps < 1 or self.size < 32:
@@ -156,7 +156,7 @@ def optimise(
     start = time.perf_counter()
 
     def record(step, values):
-        costs = dict(zip(("J", "Jc", "Js"), (float(v) for v in values)))
+        costs = dict(zip(("J", "Jc", "Js"), (float(v) for v in values), strict=True))
         for k, v in costs.items():
             history[k].append(v)
         history["seconds"].append(time.perf_counter() - start)
@@ -218,7 +218,7 @@ def comparison_figure(images, labels=("Content C", "Style S", "Generated G"), ti
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(images), figsize=(4.4 * len(images), 4.4), squeeze=False)
-    for ax, img, name in zip(axes[0], images, labels):
+    for ax, img, name in zip(axes[0], images, labels, strict=False):
         ax.imshow(img)
         ax.set_title(name)
         ax.axis("off")
@@ -240,9 +240,9 @@ def run_style_transfer(
 ) -> StyleResult:
     """``optimise`` inside one MLflow run: params, per-step J/Jc/Js, images every
     ``image_every`` steps (``progress/``), the final G and the C | S | G figure."""
-    import mlflow
     from PIL import Image
 
+    import mlflow
     from tasks.plots import save
     from tasks.tracking import configure
 
@@ -266,7 +266,8 @@ def run_style_transfer(
         c = fit_size(content, settings.size)[0].numpy().astype(np.uint8)
         title = f"alpha={settings.alpha:g} beta={settings.beta:g} {settings.optimizer} {settings.steps} steps"
         with tempfile.TemporaryDirectory() as tmp:
-            fig_path = save(comparison_figure((c, style, result.image), title=title), Path(tmp) / "content_style_generated.png")
+            fig = comparison_figure((c, style, result.image), title=title)
+            fig_path = save(fig, Path(tmp) / "content_style_generated.png")
             mlflow.log_artifact(str(fig_path))
             if output:
                 Path(output).parent.mkdir(parents=True, exist_ok=True)

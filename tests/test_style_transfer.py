@@ -1,10 +1,10 @@
 """Optimising G: a few steps lower J, pixels stay valid, the run is in MLflow, the CLI works."""
 
-import mlflow
 import numpy as np
 import pytest
 from PIL import Image
 
+import mlflow
 from tasks.cli import main
 from tasks.style_transfer import StyleSettings, load_image, optimise, run_style_transfer
 
@@ -22,6 +22,7 @@ def test_a_few_steps_lower_j_and_keep_pixels_valid(optimizer, init):
     np.testing.assert_allclose(j[-1], settings.alpha * jc + settings.beta * js, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_run_is_logged_to_mlflow(mlflow_store, workdir):
     settings = StyleSettings(steps=4, **TINY)
     result = run_style_transfer(load_image("chelsea"), load_image("starry_night"), settings,

@@ -51,7 +51,7 @@ def parse_style_weights(layers: str, weights: str | None) -> dict:
         raise UserError(f"--style-weights {weights!r} must be comma-separated numbers") from None
     if len(values) != len(names):
         raise UserError(f"--style-weights has {len(values)} values for {len(names)} --style-layers; give one per layer")
-    return dict(zip(names, values))
+    return dict(zip(names, values, strict=True))
 
 
 def check_output(path: str) -> None:
