@@ -41,6 +41,19 @@ def test_enrol_identify_remove_then_not_recognised(tmp_path):
         g.enrol("dan", people[:1] * 2, ["h"], V1)
 
 
+def test_stored_encodings_are_loaded_once_and_reloaded_after_another_writer(tmp_path):
+    rng = np.random.default_rng(4)
+    people = unit(rng, 2)
+    g = Gallery(tmp_path / "g.db")
+    g.enrol("ada", people[:1], ["a"], V1)
+    g.identify(people[:1], 0.5, V1)
+    loaded = g._index
+    g.identify(people[1:], 0.5, V1)
+    assert g._index is loaded  # the matrix is reused, not re-read per query
+    Gallery(tmp_path / "g.db").enrol("bob", people[1:], ["b"], V1)  # another connection (or process) writes
+    assert g.identify(people[1:], 0.5, V1)[0].name == "bob" and g._index is not loaded
+
+
 def _enrol_many(path, worker, count):
     rng = np.random.default_rng(worker)
     g = Gallery(path)

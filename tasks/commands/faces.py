@@ -163,6 +163,7 @@ def verify(args) -> int:
 
 
 def identify(args) -> int:
+    import numpy as np
 
     from tasks.errors import UserError
 
@@ -170,7 +171,7 @@ def identify(args) -> int:
     encoder = _encoder(args, gallery)
     _check(gallery, encoder)
     threshold = encoder.threshold if args.threshold is None else args.threshold
-    failed = 0
+    found, failed = [], 0
     for path in args.images:
         try:
             crops, faces = _crops(path, args.min_confidence)
@@ -178,8 +179,10 @@ def identify(args) -> int:
             print(f"error: {err}", file=sys.stderr)
             failed += 1
             continue
-        matches = gallery.identify(encoder.encode(crops), threshold, encoder.version)
-        for i, (face, match) in enumerate(zip(faces, matches, strict=True), start=1):
+        found.extend((path, i, face, crop) for i, (face, crop) in enumerate(zip(faces, crops, strict=True), start=1))
+    if found:  # every face of every photo in one encoder call and one gallery scan
+        matches = gallery.identify(encoder.encode(np.stack([c for *_, c in found])), threshold, encoder.version)
+        for (path, i, face, _), match in zip(found, matches, strict=True):
             who = match.name or "not recognised"
             print(f"{path} face {i} at {list(face.box)}: {who} (distance {match.distance:.3f}, threshold {threshold:.3f})")
     return 2 if failed else 0
