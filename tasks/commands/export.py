@@ -1,4 +1,8 @@
-"""``convforge export RUN_ID [--dir D] [--name N]``: a logged model -> a TF Serving export."""
+"""``convforge export RUN_ID [--dir D] [--name N] [--register NAME [--alias A]]``: a logged model -> a TF Serving export.
+
+With ``--register`` the run's model also becomes a new version of a registered
+model in MLflow's model registry (``--alias champion`` points an alias at it).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,14 @@ def add_parser(sub) -> None:
     p.add_argument("--dir", default=None, help="export root (default: the recipe's export.dir)")
     p.add_argument("--name", default=None, help="model name (default: the recipe's export.name)")
     p.add_argument("--workdir", default=".", help="folder holding mlflow.db when MLFLOW_TRACKING_URI is unset")
+    p.add_argument("--register", metavar="NAME", default=None,
+                   help="also register the run's model as a new version of NAME in the MLflow model registry")
+    p.add_argument("--alias", default=None, help="with --register: point this alias (e.g. champion) at the new version")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from tasks.errors import UserError
     from tasks.runs import load_run
     from tasks.task import Inputs, get_task_class
 
@@ -24,4 +32,12 @@ def run(args) -> int:
     name = args.name or recipe["export"]["name"] or f"{recipe['model']['name']}"
     path = task.export(logged.model, inputs, args.dir or recipe["export"]["dir"], name)
     print(f"export path: {path.resolve()}")
+    if args.alias and not args.register:
+        raise UserError("--alias needs --register NAME (the registered model the alias belongs to)")
+    if args.register:
+        from tasks.model_registry import register_run
+
+        version = register_run(args.run_id, args.register, args.alias)
+        target = f"models:/{args.register}@{args.alias}" if args.alias else f"models:/{args.register}/{version}"
+        print(f"registered model: {args.register} version {version} ({target})")
     return 0

@@ -1,4 +1,9 @@
-"""``convforge predict EXPORT IMAGE... [--top-k K]``: classify images with an exported model."""
+"""``convforge predict EXPORT|models:/NAME@ALIAS IMAGE... [--top-k K]``: classify images with an exported model.
+
+A ``models:/`` URI is resolved in MLflow's model registry (alias or version)
+and written as a TF Serving export into a temporary folder first, so the
+images go through the same graph TF Serving would run.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="top-k labels for images, through an exported SavedModel",
                        description="Send image files through the export's serving_bytes signature (decoding and "
                                    "resizing happen inside the graph) and print the top-k classes.")
-    p.add_argument("export", help="an export folder (<dir>/<name> for its newest version, or <dir>/<name>/<version>)")
+    p.add_argument("export", help="an export folder (<dir>/<name> for its newest version, or <dir>/<name>/<version>), "
+                                  "or a registered model: models:/NAME@ALIAS or models:/NAME/VERSION")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF)")
     p.add_argument("--top-k", type=int, default=3, help="how many classes to print per image (default 3)")
+    p.add_argument("--workdir", default=".", help="folder holding mlflow.db when MLFLOW_TRACKING_URI is unset")
     p.set_defaults(func=run)
 
 
@@ -45,13 +52,24 @@ def load_export_or_fail(export: str):
 
 
 def run(args) -> int:
+    images = read_images(args.images)
+    if not args.export.startswith("models:/"):
+        return _predict(args, images, args.export)
+    import tempfile
+
+    from tasks.model_registry import export_registered
+
+    with tempfile.TemporaryDirectory(prefix="convforge-registered-") as tmp:
+        return _predict(args, images, str(export_registered(args.export, tmp, args.workdir)))
+
+
+def _predict(args, images: list[bytes], export: str) -> int:
     import numpy as np
 
     from serving.export import read_class_names
     from serving.loader import predict_bytes
 
-    images = read_images(args.images)
-    path, served = load_export_or_fail(args.export)
+    path, served = load_export_or_fail(export)
     names = read_class_names(path)
     probs = predict_bytes(served, images)["probabilities"]
     for image, p in zip(args.images, probs):
