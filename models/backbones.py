@@ -181,7 +181,9 @@ def _registered(name: str, input_shape, weights) -> keras.Model:
 def _from_keras_file(path: Path) -> keras.Model:
     if not path.expanduser().is_file():
         raise WeightsUnavailableError(f"model file {path} not found; give an existing .keras file")
-    model = keras.saving.load_model(path.expanduser(), compile=False)
+    from models.safe_load import load_keras
+
+    model = load_keras(path)  # refuses Lambda layers / foreign code unless CONVFORGE_ALLOW_UNSAFE_MODELS=1
     names = [layer.name for layer in model.layers]
     if "backbone" in names:  # a previous transfer_classifier
         return backbone_of(model)

@@ -10,6 +10,7 @@ import keras
 import mlflow
 import yaml
 
+from models.safe_load import UnsafeModelError, load_keras
 from tasks import tracking
 from tasks.errors import UserError
 from tasks.task import RECIPE_ASSET
@@ -35,7 +36,9 @@ def load_run(run_id: str, workdir: str | Path = ".") -> LoggedRun:
     try:
         recipe = yaml.safe_load(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=RECIPE_ASSET)).read_text())
         info = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="inputs.json")).read_text())
-        model = mlflow.keras.load_model(f"runs:/{run_id}/model")
-    except (OSError, mlflow.exceptions.MlflowException) as err:
+        model = load_keras(next(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model")).rglob("*.keras")))
+    except UnsafeModelError as err:
+        raise UserError(f"MLflow run {run_id}: {err}") from None
+    except (OSError, StopIteration, mlflow.exceptions.MlflowException) as err:
         raise UserError(f"MLflow run {run_id} has no complete model/recipe ({type(err).__name__}); was it a finished training run?") from None
     return LoggedRun(run_id, recipe, info["class_names"], tuple(info["input_shape"]), model)

@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a builder option, e.g. --opt small=true --opt width=0.5 (repeatable)")
+    p.add_argument("--allow-unsafe", action="store_true",
+                   help="load a .keras file even if it holds Lambda layers or custom code (only for files you trust)")
     p.add_argument("--one-by-one-example", action="store_true",
                    help="print the notes' 1x1 convolution cost example (about 120M vs 12.4M multiplies)")
     p.set_defaults(func=run)
@@ -44,12 +46,14 @@ def load_or_build(args):
     from tasks.recipe import parse_overrides
 
     if args.model.endswith(".keras") or Path(args.model).is_file():
-        import keras
+        from models.safe_load import UnsafeModelError, load_keras
 
         if not Path(args.model).is_file():
             raise UserError(f"model file {args.model} does not exist")
         try:
-            return keras.saving.load_model(args.model, compile=False)
+            return load_keras(args.model, allow_unsafe=getattr(args, "allow_unsafe", False) or None)
+        except UnsafeModelError as err:
+            raise UserError(str(err)) from None
         except Exception as err:  # noqa: BLE001 - any unreadable file is the user's input problem
             raise UserError(f"model file {args.model} cannot be loaded ({type(err).__name__}); give a .keras file") from None
     if args.model not in models.names():
