@@ -128,12 +128,12 @@ def train(recipe: dict, workdir: str | Path = ".") -> TrainResult:
             name = recipe["export"]["name"] or f"{recipe['data']['dataset']}_{recipe['model']['name']}".replace(":", "_").replace("/", "_")
             export_path = task.export(model, inputs, workdir / recipe["export"]["dir"], name).resolve()
             log("set_tag", "export_path", str(export_path))
-        mlflow.end_run("FINISHED")
+        log.end_run("FINISHED")
     except TrainingDiverged:
-        mlflow.end_run("FAILED")
+        log.end_run("FAILED")
         raise
     except BaseException:
-        mlflow.end_run("KILLED")  # the state folder stays: rerunning resumes this run
+        log.end_run("KILLED")  # the state folder stays: rerunning resumes this run
         raise
     if log.failed:  # keep the queued tracking calls for `convforge sync-runs`
         shutil.rmtree(state / "backup", ignore_errors=True)
@@ -153,9 +153,13 @@ def _log_model(log: tracking.SafeLogger, model: keras.Model) -> None:
         inputs=Schema([TensorSpec(np.dtype(model.inputs[0].dtype), shape)]),
         outputs=Schema([TensorSpec(np.dtype("float32"), (-1, *out[1:]))]),
     )
-    try:
-        mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=PIP_REQUIREMENTS)
-    except Exception as err:  # tracking outage: keep the model locally instead
-        log.spill.parent.mkdir(parents=True, exist_ok=True)
-        model.save(log.spill.parent / "model.keras")
-        print(f"warning: could not log the model to MLflow ({type(err).__name__}); saved {log.spill.parent / 'model.keras'}")
+    if not log.failed:
+        try:
+            mlflow.keras.log_model(model, name="model", signature=signature, pip_requirements=PIP_REQUIREMENTS)
+            return
+        except Exception as err:  # noqa: BLE001 - tracking outage: keep the model locally instead
+            log.report(err)
+    log.spill.parent.mkdir(parents=True, exist_ok=True)
+    path = log.spill.parent / "model.keras"
+    model.save(path)
+    log.queue("log_keras_model", str(path), signature=signature.to_dict(), pip_requirements=PIP_REQUIREMENTS)
