@@ -169,3 +169,15 @@ def test_exported_encoder_reloads_and_returns_the_same_embeddings(trained, photo
     np.testing.assert_allclose(predict_arrays(export, grey)["embedding"], direct, atol=1e-5)
     pngs = [cv2.imencode(".png", g)[1].tobytes() for g in grey]
     np.testing.assert_allclose(predict_bytes(export, pngs)["embedding"], direct, atol=1e-5)
+
+
+def test_crop_command_turns_an_identity_folder_of_photos_into_aligned_crops(photos, tmp_path, capsys):
+    src = tmp_path / "photos"
+    (src / "eileen").mkdir(parents=True)
+    (src / "mug").mkdir()
+    shutil.copy(photos["astronaut"], src / "eileen" / "a.png")
+    shutil.copy(photos["coffee"], src / "mug" / "c.png")
+    assert main(["faces", "crop", str(src), str(tmp_path / "crops"), "--size", "64"]) == 0
+    assert "skipped {'no_face_or_unreadable': 1}" in capsys.readouterr().out
+    crop = cv2.imread(str(tmp_path / "crops" / "eileen" / "a.png"))
+    assert crop.shape == (64, 64, 3) and not (tmp_path / "crops" / "mug").exists()
