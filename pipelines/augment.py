@@ -47,7 +47,7 @@ import tensorflow as tf
 from pipelines import geometry
 from pipelines.pca_colour import PcaColour
 
-MICRO_BATCH = 16  # fixed-size images are augmented this many at a time (vectorised)
+MICRO_PIXELS = 1 << 20  # fixed-size images are augmented ~this many pixels at a time (vectorised)
 BOX_ALIGNED = ("box_labels",)  # dict fields filtered together with "boxes"
 
 
@@ -228,8 +228,8 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     matrix, warps, offset = None, [], None
     for index, step in enumerate(steps):
         rng = _Rng(tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), index))
-        applied = rng.uniform([b]) < step.options["p"]
         value = step.spec.sample(rng, b, h, w, c, step.options, pca)
+        applied = rng.uniform([b]) < step.options["p"] if step.options["p"] < 1 else tf.ones([b], tf.bool)
         if step.spec.kind == "affine":
             value = tf.where(applied[:, None, None], value, geometry.identity(b))
             matrix = value if matrix is None else matrix @ value
@@ -241,11 +241,14 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     geometric = matrix is not None or bool(warps)
     if geometric and matrix is None:
         matrix = geometry.identity(b)
-    out = images
-    if geometric or offset is not None:
-        pixels = geometry.warp_images(images, matrix, warps) if geometric else tf.cast(images, tf.float32)
-        if offset is not None:
-            pixels = pixels + offset
+    out, pixels = images, None
+    if geometric and not warps and all(_whole_pixels(s) for s in steps if s.spec.kind == "affine"):
+        out = geometry.shift_and_flip(images, matrix)  # mirrors and padded crops: exact, no resampling
+    elif geometric:
+        pixels = geometry.warp_images(images, matrix, warps)
+    if offset is not None:
+        pixels = (tf.cast(out, tf.float32) if pixels is None else pixels) + offset
+    if pixels is not None:
         out = tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
     keep = visible = None
     if geometric and (boxes is not None or keypoints is not None):
@@ -264,6 +267,11 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     return out, boxes, keep, keypoints, visible
 
 
+def _whole_pixels(step: Step) -> bool:
+    """True for steps that map pixels to whole pixels (no resampling needed)."""
+    return step.name == "mirror" or (step.name == "random_crop" and step.options["scale"] == [1.0, 1.0])
+
+
 def _seed_stream(seed: int | None) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
         lambda r: tf.stack([r, tf.constant(0, tf.int64)])
@@ -279,8 +287,9 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
     (``keypoint_visible`` is set
     to False for points that leave the image). Images are uint8 ``[H, W, C]``.
 
-    Fixed-size images are augmented ``MICRO_BATCH`` at a time (one vectorised op per
-    stage, still per-image parameters); others one by one.
+    Fixed-size images are augmented in micro-batches of about ``MICRO_PIXELS`` pixels
+    (4 to 64 images: one vectorised op per stage, still per-image parameters); others
+    one by one.
 
     Example:
         >>> ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
@@ -304,7 +313,8 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
                 return (augment_batch(element[0], seed_pair, steps, pca)[0],) + element[1:]
             return augment_batch(element, seed_pair, steps, pca)[0]
 
-        batched = ds.batch(MICRO_BATCH)
+        h, w = image_spec.shape[:2]
+        batched = ds.batch(max(4, min(64, MICRO_PIXELS // (h * w))))
         out = tf.data.Dataset.zip((batched, _seed_stream(seed))).map(on_batch, **options)
         return out.unbatch()
 

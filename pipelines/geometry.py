@@ -216,6 +216,23 @@ def _apply_matrix(m: tf.Tensor, y: tf.Tensor, x: tf.Tensor):
     return a(1, 0) * x + a(1, 1) * y + a(1, 2), a(0, 0) * x + a(0, 1) * y + a(0, 2)
 
 
+def shift_and_flip(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
+    """Exact resampling for maps whose linear part is ``diag(+-1, +-1)`` and whose shift is
+    whole pixels (mirrors and padded crops): two row/column gathers, zero outside, any
+    dtype; equal to ``warp_images`` for such maps but much cheaper."""
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+
+    def index(i, size):
+        grid = tf.range(size, dtype=tf.float32)[None]
+        return tf.cast(tf.round(matrices[:, i, i : i + 1] * grid + matrices[:, i, 2:3]), tf.int32)
+
+    rows, cols = index(1, h), index(0, w)
+    out = tf.gather(images, tf.clip_by_value(rows, 0, h - 1), axis=1, batch_dims=1)
+    out = tf.gather(out, tf.clip_by_value(cols, 0, w - 1), axis=2, batch_dims=1)
+    inside = ((rows >= 0) & (rows < h))[:, :, None, None] & ((cols >= 0) & (cols < w))[:, None, :, None]
+    return tf.ensure_shape(out * tf.cast(inside, images.dtype), images.shape)
+
+
 def warp_images(images: tf.Tensor, matrices: tf.Tensor, warps: list) -> tf.Tensor:
     """Resample uint8 ``[B, H, W, C]`` through ``S(p) = M @ (p + sum_i D_i(p))`` (one
     bilinear resampling, zero outside) -> float32 ``[B, H, W, C]``."""

@@ -87,3 +87,23 @@ def test_boxes_that_leave_the_image_are_dropped_with_their_labels():
             assert not ((e["keypoints"][0] >= 0) & (e["keypoints"][0] <= 1)).all()
         for box in e["boxes"]:
             assert (box >= 0).all() and (box <= 1).all() and box[2] > box[0] and box[3] > box[1]
+
+
+def test_whole_pixel_maps_take_the_exact_shortcut():
+    from pipelines import geometry
+
+    fm = load_arrays("fashion_mnist")
+    images = tf.constant(fm.x_test[:6])
+    flips = tf.constant([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    m = geometry.mirror(flips, 28, 28) @ geometry.crop(tf.constant([-3.0, 2.0, 0.0, 4.0, -1.0, 0.0]),
+                                                       tf.constant([1.0, -4.0, 3.0, 0.0, 2.0, -2.0]), tf.fill([6], 28.0), tf.fill([6], 28.0), 28, 28)
+    exact = geometry.shift_and_flip(images, m).numpy()
+    resampled = geometry.warp_images(images, m, []).numpy()
+    np.testing.assert_array_equal(exact, np.round(resampled).astype(np.uint8))
+    # image 1: crop offset (y 2, x -4), then mirror: out[y, x] = img[y + 2, 31 - x], zero outside
+    img, expected = fm.x_test[1, ..., 0], np.zeros((28, 28), np.uint8)
+    for y in range(28):
+        for x in range(28):
+            if y + 2 <= 27 and 0 <= 31 - x <= 27:
+                expected[y, x] = img[y + 2, 31 - x]
+    np.testing.assert_array_equal(exact[1, ..., 0], expected)
