@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_PATH = "faces.db"
-BLOCK_ROWS = 1 << 16  # rows fetched from SQLite at a time
+FETCH_ROWS = 8192  # rows read from SQLite at a time (bounds the transient copies)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -258,7 +258,7 @@ class Gallery:
             owner = np.empty(m, np.int32)
             cursor = self._db.execute("SELECT person_id, embedding FROM encodings ORDER BY id")
             r = 0
-            while chunk := cursor.fetchmany(BLOCK_ROWS):
+            while chunk := cursor.fetchmany(FETCH_ROWS):
                 n = len(chunk)
                 matrix[r : r + n] = np.frombuffer(b"".join(blob for _, blob in chunk), np.float32).reshape(n, dim)
                 owner[r : r + n] = [ids[pid] for pid, _ in chunk]

@@ -38,20 +38,22 @@ class Verification:
         return json.dumps({**asdict(self), **extra}, indent=2)
 
 
-def pair_distances(embeddings: np.ndarray, labels: np.ndarray, max_pairs: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Squared distances and same-identity flags of pairs of rows of ``embeddings`` ``[N, D]``.
-
-    All N(N-1)/2 pairs when there are at most ``max_pairs`` (or ``max_pairs``
-    is None); else a balanced random sample: ``max_pairs // 2`` same-identity
-    pairs and as many different-identity pairs, drawn without listing all pairs.
-    """
-    e = np.asarray(embeddings, np.float32)
+def pair_indices(labels: np.ndarray, max_pairs: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (i, j) of pairs: all N(N-1)/2 pairs when there are at most ``max_pairs``
+    (or ``max_pairs`` is None); else a balanced random sample of ``max_pairs // 2``
+    same-identity pairs and as many different-identity pairs, drawn without listing all pairs."""
     y = np.asarray(labels).reshape(-1)
     n = len(y)
     if max_pairs is None or n * (n - 1) // 2 <= max_pairs:
-        i, j = np.triu_indices(n, k=1)
-    else:
-        i, j = _sample_pairs(y, max_pairs // 2, np.random.default_rng(seed))
+        return np.triu_indices(n, k=1)
+    return _sample_pairs(y, max_pairs // 2, np.random.default_rng(seed))
+
+
+def pair_distances(embeddings: np.ndarray, labels: np.ndarray, max_pairs: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distances and same-identity flags of the pairs ``pair_indices`` picks from ``embeddings`` ``[N, D]``."""
+    e = np.asarray(embeddings, np.float32)
+    y = np.asarray(labels).reshape(-1)
+    i, j = pair_indices(y, max_pairs, seed)
     return np.sum((e[i] - e[j]) ** 2, axis=1), y[i] == y[j]
 
 

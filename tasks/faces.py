@@ -37,7 +37,7 @@ from models.triplet_loss import TripletLoss
 from pipelines.pk_sampler import eligible_classes, pk_batches
 from serving.export import export_image_model
 from serving.gallery import best_inner_product
-from serving.verification import VERIFICATION_FILE, Verification, choose_threshold, pair_distances, roc
+from serving.verification import VERIFICATION_FILE, Verification, choose_threshold, pair_distances, pair_indices, roc
 from tasks.errors import UserError
 from tasks.task import RECIPE_ASSET, Inputs, Task, progress_verbosity, register_task
 
@@ -213,13 +213,12 @@ class FacesTask(Task):
             test_one_shot_accuracy=one_shot_accuracy(e_test, test.y, faces["one_shot_draws"], seed),
         )
         if getattr(self, "siamese", None) is not None:
-            w, b = self.siamese.get_layer("same_identity").get_weights()
-            i, j = np.triu_indices(len(test.y), k=1)
-            keep = np.random.default_rng(seed).permutation(len(i))[: faces["max_pairs"]]
-            score = np.abs(e_test[i[keep]] - e_test[j[keep]]) @ w[:, 0] + b[0]
             from sklearn.metrics import roc_auc_score
 
-            metrics["test_head_auc"] = float(roc_auc_score(test.y[i[keep]] == test.y[j[keep]], score))
+            w, b = self.siamese.get_layer("same_identity").get_weights()
+            i, j = pair_indices(test.y, faces["max_pairs"], seed)  # the same pairs as test_auc
+            score = np.abs(e_test[i] - e_test[j]) @ w[:, 0] + b[0]  # the head's logit
+            metrics["test_head_auc"] = float(roc_auc_score(test.y[i] == test.y[j], score))
         return metrics
 
     def log_figures(self, model, inputs, history, out_dir: Path) -> list[Path]:
