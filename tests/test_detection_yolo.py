@@ -95,3 +95,28 @@ def test_detect_on_the_model_output_returns_nms_outputs():
     boxes = out["detection_boxes"].numpy()
     assert np.all((boxes >= 0) & (boxes <= 1))
     assert out["num_detections"].dtype == tf.int32 and np.all(out["num_detections"].numpy() > 0)
+
+
+def test_box_aware_augmentation_keeps_targets_on_their_objects():
+    from tasks.detection import DetectionTask
+    from tasks.recipe import load_recipe
+
+    recipe = load_recipe("scenes_yolo", ["scenes.train=6", "scenes.val=2", "scenes.test=2", "train.batch_size=6",
+                                         "data.augment=[{mirror: {p: 1.0}}]"])
+    task = DetectionTask(recipe)
+    inputs = task.build_inputs()
+    images, targets = next(iter(inputs.train))
+    originals = task.train_scenes
+    seen = set()
+    for image, y in zip(images.numpy(), targets.numpy(), strict=True):
+        i = next(j for j, o in enumerate(originals.images) if np.array_equal(image, o[:, ::-1]))  # mirrored pixels
+        seen.add(i)
+        boxes, pc, probs = (t.numpy()[0] for t in decode(y[None], task.anchors, from_logits=False))
+        src = originals.boxes[i]
+        mirrored = np.stack([src[:, 0], 1 - src[:, 3], src[:, 2], 1 - src[:, 1]], 1)
+        got, classes = boxes[pc > 0.5], probs[pc > 0.5].argmax(1)
+        order = np.lexsort((got[:, 1], got[:, 0]))
+        expected = np.lexsort((mirrored[:, 1], mirrored[:, 0]))
+        np.testing.assert_allclose(got[order], mirrored[expected], atol=1e-5)  # the boxes moved with the pixels
+        np.testing.assert_array_equal(classes[order], originals.classes[i][expected])
+    assert len(seen) == 6
