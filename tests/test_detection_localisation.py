@@ -1,6 +1,7 @@
 """Localisation + landmarks: target vector round trip, the notes' loss against NumPy, a tiny task run and export."""
 
 import numpy as np
+import pytest
 
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
 from serving.loader import load_export, predict_arrays
@@ -38,6 +39,7 @@ def test_loss_counts_only_pc_without_an_object():
     np.testing.assert_allclose(got, expected.mean(), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_tiny_localisation_run_exports_the_keras_outputs(workdir):
     recipe = load_recipe("scenes_localisation", ["scenes.train=32", "scenes.val=8", "scenes.test=8",
                                                  "train.batch_size=16", "model.options={width: 4, dense: 16}"])
