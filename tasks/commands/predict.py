@@ -1,8 +1,8 @@
 """``convforge predict EXPORT|models:/NAME@ALIAS IMAGE... [--top-k K]``: classify images with an exported model.
 
-A ``models:/`` URI is resolved in MLflow's model registry (alias or version)
-and written as a TF Serving export into a temporary folder first, so the
-images go through the same graph TF Serving would run.
+A ``models:/`` URI is resolved in MLflow's model registry (alias or version);
+the registered export is downloaded into a temporary folder, so the images go
+through the same graph TF Serving runs.
 """
 
 from __future__ import annotations
@@ -57,10 +57,12 @@ def run(args) -> int:
         return _predict(args, images, args.export)
     import tempfile
 
-    from tasks.model_registry import export_registered
+    from tasks.model_registry import fetch_export
+    from tasks.tracking import configure
 
+    configure(args.workdir)
     with tempfile.TemporaryDirectory(prefix="convforge-registered-") as tmp:
-        return _predict(args, images, str(export_registered(args.export, tmp, args.workdir)))
+        return _predict(args, images, str(fetch_export(args.export, tmp)))
 
 
 def _predict(args, images: list[bytes], export: str) -> int:
