@@ -145,7 +145,8 @@ def detections_figure(scenes: Scenes, detections: list[tuple], class_names, coun
     """Held-out scenes: true boxes thin white, predictions coloured with class and score."""
     tiles = []
     for i in range(min(count, len(scenes))):
-        im = draw_detections(scenes.images[i], scenes.boxes[i], scenes.classes[i], colour=(255, 255, 255), thickness=1)
+        im = draw_detections(scenes.images[i], scenes.boxes[i], scenes.classes[i], colour=(255, 255, 255),
+                             thickness=1, labels=False)
         boxes, scores, classes = detections[i]
         tiles.append(draw_detections(im, boxes, classes, scores, class_names))
     return tile(tiles, columns=4)

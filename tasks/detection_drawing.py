@@ -36,11 +36,12 @@ def enlarge(image: np.ndarray, min_side: int = 384) -> np.ndarray:
 
 
 def draw_detections(image, boxes, classes, scores=None, class_names=None, landmarks=None,
-                    colour=None, thickness: int = 2, min_side: int = 384) -> np.ndarray:
+                    colour=None, thickness: int = 2, min_side: int = 384, labels: bool = True) -> np.ndarray:
     """Boxes (normalised ``[ymin, xmin, ymax, xmax]``) with ``name score`` labels; returns RGB uint8.
 
     ``landmarks``: optional ``[M, K, 2]`` normalised ``(x, y)``. ``colour``
-    forces one colour (e.g. green for ground truth), else one per class.
+    forces one colour (e.g. white for ground truth), else one per class;
+    ``labels=False`` draws the boxes alone.
     """
     out = enlarge(image, min_side)
     h, w = out.shape[:2]
@@ -49,15 +50,17 @@ def draw_detections(image, boxes, classes, scores=None, class_names=None, landma
         col = colour or colour_of(cls)
         y0, x0, y1, x1 = (np.clip(box, 0, 1) * [h - 1, w - 1, h - 1, w - 1]).round().astype(int)
         cv2.rectangle(out, (x0, y0), (x1, y1), col, thickness)
+        if landmarks is not None:
+            for x, y in np.asarray(landmarks)[i]:
+                cv2.circle(out, (int(round(x * (w - 1))), int(round(y * (h - 1)))), 3, col, -1)
+        if not labels:
+            continue
         name = class_names[cls] if class_names and cls < len(class_names) else str(cls)
         label = name if scores is None else f"{name} {float(np.asarray(scores).reshape(-1)[i]):.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
         ty = y0 - 3 if y0 - th - base - 3 >= 0 else min(y0 + th + 3, h - 1)
         cv2.rectangle(out, (x0, ty - th - 2), (x0 + tw + 2, ty + base - 1), col, -1)
         cv2.putText(out, label, (x0 + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        if landmarks is not None:
-            for x, y in np.asarray(landmarks)[i]:
-                cv2.circle(out, (int(round(x * (w - 1))), int(round(y * (h - 1)))), 3, col, -1)
     return out
 
 

@@ -132,7 +132,8 @@ class LocalisationTask(Task):
         tiles = []
         for i in range(n):
             s = self.test_scenes
-            im = draw_detections(s.images[i], s.boxes[i], s.classes[i], colour=(255, 255, 255), thickness=1)
+            im = draw_detections(s.images[i], s.boxes[i], s.classes[i], colour=(255, 255, 255),
+                                 thickness=1, labels=False)
             if d["pc"][i] > self.recipe["localisation"]["pc_threshold"]:
                 im = draw_detections(im, d["boxes"][i : i + 1], d["classes"][i : i + 1], d["pc"][i : i + 1],
                                      inputs.class_names, landmarks=d["landmarks"][i : i + 1])
