@@ -66,7 +66,7 @@ class FacesTask(Task):
         "model": {"name": "face_encoder"},
         "data": {"test_fraction": 0.2},
         "faces": {
-            "loss": "triplet_batch_hard",
+            "loss": "triplet_semi_hard",
             "margin": 0.2,
             "squared": True,  # triplet distances: squared (FaceNet) or plain Euclidean
             "p": 8,  # identities per batch
