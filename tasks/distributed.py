@@ -272,6 +272,9 @@ def _finish_on_chief(recipe, task, model, inputs: Inputs, history, log, workdir:
     plain = task.build_model(inputs)
     plain.set_weights(model.get_weights())
     task.compile(plain, inputs)
+    plain.optimizer.build(plain.trainable_variables)  # carry the optimizer state too (logged with the model)
+    for mine, trained in zip(plain.optimizer.variables, model.optimizer.variables, strict=True):
+        mine.assign(trained.value)
     metrics = task.evaluate(plain, inputs)
     log("log_metrics", metrics)
     with tempfile.TemporaryDirectory() as tmp:
