@@ -181,3 +181,10 @@ def test_crop_command_turns_an_identity_folder_of_photos_into_aligned_crops(phot
     assert "skipped {'no_face_or_unreadable': 1}" in capsys.readouterr().out
     crop = cv2.imread(str(tmp_path / "crops" / "eileen" / "a.png"))
     assert crop.shape == (64, 64, 3) and not (tmp_path / "crops" / "mug").exists()
+
+
+def test_a_gallery_that_is_not_a_database_is_one_clear_error(tmp_path, capsys):
+    bad = tmp_path / "faces.db"
+    bad.write_bytes(b"this is not SQLite" * 100)
+    assert main(["faces", "list", "--gallery", str(bad)]) == 2
+    assert "cannot be opened" in capsys.readouterr().err

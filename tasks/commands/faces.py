@@ -68,9 +68,15 @@ def add_parser(sub) -> None:
 
 # -- shared steps -----------------------------------------------------------------
 def _gallery(args, index: str = "numpy"):
-    from serving.gallery import Gallery
+    import sqlite3
 
-    return Gallery(args.gallery, index=index)
+    from serving.gallery import Gallery
+    from tasks.errors import UserError
+
+    try:
+        return Gallery(args.gallery, index=index)
+    except (sqlite3.Error, OSError) as err:
+        raise UserError(f"gallery {args.gallery} cannot be opened ({err}); give a writable SQLite file with --gallery") from None
 
 
 def _encoder(args, gallery):
@@ -125,6 +131,7 @@ def enrol(args) -> int:
     import numpy as np
 
     from pipelines.face_crops import file_sha256
+    from tasks.errors import UserError
 
     gallery = _gallery(args)
     encoder = _encoder(args, gallery)
@@ -136,8 +143,11 @@ def enrol(args) -> int:
             print(f"{path}: {len(faces)} faces; enrolling the most confident ({faces[0].confidence:.3f})")
         crops.append(found[0])
     embeddings = encoder.encode(np.stack(crops))
-    added = gallery.enrol(args.name, embeddings, [file_sha256(p) for p in args.images], encoder.version,
-                          crops=[_png(c) for c in crops], sources=[str(Path(p).resolve()) for p in args.images])
+    try:
+        added = gallery.enrol(args.name, embeddings, [file_sha256(p) for p in args.images], encoder.version,
+                              crops=[_png(c) for c in crops], sources=[str(Path(p).resolve()) for p in args.images])
+    except ValueError as err:
+        raise UserError(f"cannot enrol {args.name!r}: {err}") from None
     if gallery.meta("model_path") != str(encoder.path.parent):
         gallery.set_meta("model_path", str(encoder.path.parent))
     total = dict(gallery.persons())[args.name]
