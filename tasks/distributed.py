@@ -39,6 +39,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import keras
@@ -244,8 +245,11 @@ def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir:
     history: dict[str, list] = {}
     seen = np.zeros(2)
     epoch_metrics = tracking.MlflowEpochMetrics(log) if chief else None
+    train_seconds = 0.0
     for epoch in range(int(epoch_var.numpy()), recipe["train"]["epochs"]):
+        start = time.perf_counter()
         logs, local = loop.run_epoch(train_ds, True, epoch)
+        train_seconds += time.perf_counter() - start
         seen += local
         if val_ds is not None:
             val_logs, _ = loop.run_epoch(val_ds, False, epoch)
@@ -260,7 +264,7 @@ def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir:
         manager.save()
     if not chief:
         shutil.rmtree(save_dir, ignore_errors=True)
-    print(f"worker {index}: trained on {int(seen[0])} examples (label sum {int(seen[1])}); "
+    print(f"worker {index}: trained on {int(seen[0])} examples (label sum {int(seen[1])}) in {train_seconds:.2f} s; "
           f"weights sha256 {weights_digest(model)}", flush=True)
     if not chief:
         return None, {}, history

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LIMIT, EPOCHS = 512, 2
 RECIPE = ["fashion_mnist_lenet5", "--set", f"data.train_limit={LIMIT}", "--set", f"train.epochs={EPOCHS}",
           "--set", "data.shuffle_buffer=512", "--set", "export.enabled=false"]
-SUMMARY = re.compile(r"worker (\d): trained on (\d+) examples \(label sum (\d+)\); weights sha256 ([0-9a-f]{64})")
+SUMMARY = re.compile(r"worker (\d): trained on (\d+) examples \(label sum (\d+)\) in [\d.]+ s; weights sha256 ([0-9a-f]{64})")
 
 
 def free_ports(n):
