@@ -234,6 +234,10 @@ def read_landmarks_csv(path: str | Path) -> Annotated:
             image = _resolve(path.parent, (row.get("path") or "").strip(), out.skipped)
             if image is None:
                 continue
+            problem = check_image_file(image)  # before Pillow opens it (decompression bombs raise there)
+            if problem:
+                out.skipped[problem] += 1
+                continue
             try:
                 xy = np.array([[float(row[f"{n}_x"]), float(row[f"{n}_y"])] for n in names], np.float32)
                 with Image.open(image) as im:
