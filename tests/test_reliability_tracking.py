@@ -1,0 +1,153 @@
+"""Tracking outages: a real `mlflow server` killed after the first epoch does not stop training;
+the failure is reported once, nothing is retried, and `convforge sync-runs` uploads what was queued."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import keras
+import mlflow
+import pytest
+
+from models.safe_load import load_keras
+from tasks.classification import ClassificationTask
+from tasks.cli import main
+from tasks.recipe import load_recipe
+from tasks.task import register_task
+from tasks.tracking import PENDING_FILE, SafeLogger
+from tasks.trainer import recipe_key, train
+
+EPOCHS = 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    log = (tmp / "server.log").open("w")
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp / 'server.db'}",
+         "--default-artifact-root", (tmp / "artifacts").as_uri(), "--no-serve-artifacts",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        assert proc.poll() is None, (tmp / "server.log").read_text()[-2000:]
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError("mlflow server did not start")
+
+
+class KillServer(keras.callbacks.Callback):
+    """Kills the tracking server when the first epoch ends; records epoch wall times."""
+
+    server: subprocess.Popen | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        KillServer.seconds.append(time.perf_counter() - self.start)
+        if epoch == 0:
+            os.killpg(KillServer.server.pid, 9)  # the server and its uvicorn worker
+            KillServer.server.wait(timeout=30)
+
+
+@register_task("classification_with_server_outage")
+class OutageTask(ClassificationTask):
+    """The classification task with one extra callback (the fault injector)."""
+
+    def fit(self, model, inputs, callbacks):
+        return super().fit(model, inputs, [*callbacks, KillServer()])
+
+
+@pytest.mark.slow
+def test_server_killed_mid_run_training_finishes_and_sync_uploads_everything(tmp_path, monkeypatch, capsys):
+    server, url = _start_server(tmp_path)
+    KillServer.server, KillServer.seconds = server, []
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+        recipe = load_recipe({
+            "task": "classification_with_server_outage",
+            "data": {"dataset": "digits", "train_limit": 600, "test_limit": 100, "image_size": [16, 16]},
+            "model": {"name": "lenet5"},
+            "train": {"epochs": EPOCHS, "batch_size": 32},
+        })
+        result = train(recipe, tmp_path)  # must not raise although the server died after epoch 1
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 9)
+    err = capsys.readouterr().err
+    assert err.count("MLflow tracking failed") == 1  # reported once
+    assert result.export_path is not None and (result.export_path / "saved_model.pb").is_file()
+    assert result.metrics["test_accuracy"] > 0.3
+    # no retries after the first failure: later epochs are not slowed by the dead server
+    assert max(KillServer.seconds[2:]) < 5 + 3 * max(KillServer.seconds[0], 0.5)
+
+    state = tmp_path / "runs" / recipe_key(recipe)
+    calls = [json.loads(line) for line in (state / PENDING_FILE).read_text().splitlines()]
+    methods = [c["method"] for c in calls]
+    assert {c["run_id"] for c in calls} == {result.run_id}
+    epochs_queued = sorted(c["kwargs"]["step"] for c in calls if c["method"] == "log_metrics" and "step" in c["kwargs"])
+    assert epochs_queued[-1] == EPOCHS - 1
+    assert "log_keras_model" in methods and methods[-1] == "set_terminated" and calls[-1]["args"] == ["FINISHED"]
+    figures = [c["args"][0] for c in calls if c["method"] == "log_artifact"]
+    assert figures and all(Path(f).is_file() and str(state) in f for f in figures)  # copied, not temp paths
+
+    # the server's store is reachable again (here: directly); sync-runs uploads the queue
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'server.db'}")
+    assert main(["sync-runs", "--workdir", str(tmp_path)]) == 0
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'server.db'}")
+    steps = sorted(m.step for m in client.get_metric_history(result.run_id, "val_accuracy"))
+    assert steps == list(range(EPOCHS))  # epoch 0 sent live, the rest synced: nothing lost
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
+    assert "export_path" in run.data.tags
+    assert "figures" in {a.path for a in client.list_artifacts(result.run_id)}
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'server.db'}")
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{result.run_id}/model"))
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert load_keras(next(local.rglob("*.keras"))).output_shape == (None, 10)  # the queued model, uploaded
+    assert not (state / PENDING_FILE).exists()
+    assert main(["sync-runs", "--workdir", str(tmp_path)]) == 0  # idempotent: nothing left
+
+
+def test_safe_logger_spills_after_one_failure_without_calling_again(tmp_path, monkeypatch, capsys):
+    port = _free_port()  # nothing listens there: every call would fail
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{port}")
+    try:
+        log = SafeLogger(tmp_path)
+        start = time.perf_counter()
+        log("log_metric", "loss", 1.0)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(50):
+            log("log_metric", "loss", float(i), step=i)
+        rest = time.perf_counter() - start
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert log.failed and capsys.readouterr().err.count("MLflow tracking failed") == 1
+    assert len((tmp_path / PENDING_FILE).read_text().splitlines()) == 51
+    assert rest < max(1.0, first)  # 50 queued calls cost less than the one network failure
