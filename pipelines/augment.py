@@ -47,7 +47,7 @@ import tensorflow as tf
 from pipelines import geometry
 from pipelines.pca_colour import PcaColour
 
-MICRO_PIXELS = 1 << 20  # fixed-size images are augmented ~this many pixels at a time (vectorised)
+MICRO_PIXELS = 1 << 18  # fixed-size images are augmented ~this many pixels at a time (vectorised)
 BOX_ALIGNED = ("box_labels",)  # dict fields filtered together with "boxes"
 
 
@@ -219,15 +219,18 @@ def needs_pca(policy) -> bool:
 
 
 def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None, boxes=None, keypoints=None):
-    """Augment uint8 ``[B, H, W, C]`` with one stateless ``seed`` (``[2]`` int); every image
+    """Augment uint8 ``[B, H, W, C]`` with one stateless ``seed`` (int64, ``[]`` or ``[2]``); every image
     draws its own parameters. Optional normalised ``boxes`` ``[B, N, 4]`` and ``keypoints``
     ``[B, K, 2]`` (x, y) move with the pixels. Returns ``(images, boxes, box_keep, keypoints, visible)``
     (``None`` for parts not given)."""
     b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     c = images.shape[-1]
+    seed = tf.cast(seed, tf.int64)
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.zeros_like(seed)])
     matrix, warps, offset = None, [], None
     for index, step in enumerate(steps):
-        rng = _Rng(tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), index))
+        rng = _Rng(tf.random.experimental.stateless_fold_in(seed, index))
         value = step.spec.sample(rng, b, h, w, c, step.options, pca)
         applied = rng.uniform([b]) < step.options["p"] if step.options["p"] < 1 else tf.ones([b], tf.bool)
         if step.spec.kind == "affine":
@@ -273,9 +276,8 @@ def _whole_pixels(step: Step) -> bool:
 
 
 def _seed_stream(seed: int | None) -> tf.data.Dataset:
-    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
-        lambda r: tf.stack([r, tf.constant(0, tf.int64)])
-    )
+    """One int64 per element: repeatable run after run with ``seed``, new every epoch."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
 
 def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: PcaColour | None = None) -> tf.data.Dataset:
@@ -288,8 +290,9 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
     to False for points that leave the image). Images are uint8 ``[H, W, C]``.
 
     Fixed-size images are augmented in micro-batches of about ``MICRO_PIXELS`` pixels
-    (4 to 64 images: one vectorised op per stage, still per-image parameters); others
-    one by one.
+    (4 to 64 images: one vectorised op per stage, still per-image parameters, small
+    enough to keep every core busy); others one by one. Already batched data can use
+    ``augment_batches`` instead (no re-batching).
 
     Example:
         >>> ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
@@ -341,3 +344,30 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
         return element
 
     return tf.data.Dataset.zip((ds, _seed_stream(seed))).map(on_element, **options)
+
+
+def augment_batches(ds: tf.data.Dataset, policy: list, seed: int | None, pca: PcaColour | None = None) -> tf.data.Dataset:
+    """Like ``augment_dataset`` for an already BATCHED dataset of ``(images [B, H, W, C],
+    labels, ...)`` tuples: each image still draws its own parameters; one call per batch
+    (the cheapest placement: after ``batch``, before ``prefetch``).
+
+    Example:
+        >>> train = augment_batches(train.batch(64), ["mirror"], seed=42).prefetch(2)
+    """
+    steps = validate_policy(policy)
+    if not steps:
+        return ds
+    if any(s.name == "pca_colour" for s in steps) and pca is None:
+        raise ValueError("the policy has pca_colour but no PcaColour was given; fit one with fit_pca(train images)")
+    spec = ds.element_spec
+    image_spec = spec[0] if isinstance(spec, tuple) else spec
+    if image_spec.dtype != tf.uint8 or image_spec.shape.rank != 4:
+        raise ValueError(f"augment_batches needs uint8 [B, H, W, C] batches; received {image_spec}")
+
+    def on_batch(element, seed_pair):
+        if isinstance(element, tuple):
+            return (augment_batch(element[0], seed_pair, steps, pca)[0],) + element[1:]
+        return augment_batch(element, seed_pair, steps, pca)[0]
+
+    return tf.data.Dataset.zip((ds, _seed_stream(seed))).map(
+        on_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)

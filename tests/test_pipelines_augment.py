@@ -181,3 +181,16 @@ def test_policy_validation_names_the_bad_entry():
     assert needs_pca(["mirror", "pca_colour"]) and not needs_pca(["mirror"])
     with pytest.raises(ValueError, match="no PcaColour"):
         augment_dataset(tf.data.Dataset.from_tensor_slices((np.zeros((2, 8, 8, 3), np.uint8), [0, 1])), ["pca_colour"], 1)
+
+
+def test_batched_datasets_get_per_image_draws_too():
+    from pipelines.augment import augment_batches
+
+    image = _photo("camera", 40)
+    batches = tf.data.Dataset.from_tensor_slices((np.stack([image] * 32), np.arange(32))).batch(16)
+    flipped = next(augment_batches(batches, [{"mirror": {"p": 1.0}}], seed=1).as_numpy_iterator())[0]
+    assert (flipped == image[:, ::-1]).all()
+    out = [b[0] for b in augment_batches(batches, [{"random_crop": {"padding": 4}}], seed=1).as_numpy_iterator()]
+    again = [b[0] for b in augment_batches(batches, [{"random_crop": {"padding": 4}}], seed=1).as_numpy_iterator()]
+    assert all((a == b).all() for a, b in zip(out, again))
+    assert len({o.tobytes() for o in out[0]}) >= 8  # different windows inside one batch
