@@ -1,6 +1,7 @@
 """tf.data service on loopback: one dispatcher and two workers, augmentation on the workers."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from pipelines.augment import augment_dataset
@@ -8,6 +9,7 @@ from pipelines.catalog import load_arrays
 from pipelines.data_service import check_options, distribute, start_dispatcher, start_worker
 
 
+@pytest.mark.slow
 def test_augmentation_runs_on_two_loopback_workers():
     fm = load_arrays("fashion_mnist")
     x, y = fm.x_train[:64], fm.y_train[:64]

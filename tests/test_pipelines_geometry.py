@@ -1,6 +1,7 @@
 """Boxes and keypoints move with the pixels (real Fashion-MNIST items on a black canvas)."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from pipelines.augment import augment_dataset
@@ -37,6 +38,7 @@ def _dataset(images, boxes, points):
     })
 
 
+@pytest.mark.slow
 def test_object_pixels_stay_inside_the_transformed_box():
     images, boxes, points = _scenes()
     out = list(augment_dataset(_dataset(images, boxes, points), GEOMETRIC, seed=4).as_numpy_iterator())

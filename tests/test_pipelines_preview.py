@@ -6,6 +6,7 @@ import pytest
 from tasks.cli import main
 
 
+@pytest.mark.slow
 def test_preview_grid_for_a_classification_recipe(workdir):
     out = workdir / "grid.png"
     code = main(["augment-preview", "fashion_mnist_lenet5", "-o", str(out), "--rows", "2", "--versions", "3",
@@ -15,6 +16,7 @@ def test_preview_grid_for_a_classification_recipe(workdir):
     assert grid.shape[1] > grid.shape[0] and grid.std() > 0.05  # 4 columns by 2 rows, not blank
 
 
+@pytest.mark.slow
 def test_preview_draws_boxes_and_keypoints_on_scenes(workdir):
     from tasks.commands.augment_preview import _augmented, _samples
 
