@@ -30,6 +30,7 @@ prints ``stage i/n: ...`` as each starts.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -124,6 +125,25 @@ def _stage_callbacks(callbacks: list, index: int) -> list:
     return out
 
 
+def _resume_dir(callbacks: list) -> Path | None:
+    """The trainer's resume folder (its ``BackupAndRestore`` backup_dir), if any."""
+    for cb in callbacks:
+        if isinstance(cb, keras.callbacks.BackupAndRestore):
+            path = Path(cb.backup_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+    return None
+
+
+def _finished_stages(resume: Path | None, model: keras.Model, n: int) -> int:
+    """How many stages a previous, interrupted run finished; loads the last one's weights."""
+    done = [i for i in range(1, n + 1) if resume and (resume / f"stage{i}.done.weights.h5").is_file()]
+    if not done:
+        return 0
+    model.load_weights(resume / f"stage{done[-1]}.done.weights.h5")
+    return done[-1]
+
+
 @register_task("transfer")
 class TransferTask(ClassificationTask):
     """Backbone + head classifier trained by a freeze/unfreeze schedule (see module docstring)."""
@@ -174,14 +194,23 @@ class TransferTask(ClassificationTask):
         blocks = backbone_blocks(backbone, self.recipe["model"]["options"].get("backbone", "efficientnet_lite0"))
         combined = keras.callbacks.History()
         combined.history = {}
+        resume = _resume_dir(callbacks)
+        finished = _finished_stages(resume, model, len(stages))
         for i, stage in enumerate(stages, start=1):
+            if i <= finished:
+                print(f"stage {i}/{len(stages)}: finished before the interruption, resuming after it", flush=True)
+                continue
             unfrozen = set_trainable(backbone, head, blocks, stage)
             what = {"head": "head only", "all": "all layers"}.get(stage["train"], f"top {stage['k']} of {len(blocks)} blocks + head")
             cached = stage["train"] == "head" and self.recipe["transfer"]["cache_activations"]
             print(f"stage {i}/{len(stages)}: train {what}{' on cached activations' if cached else ''}, "
                   f"{stage['epochs']} epoch(s), {stage['optimizer']} lr={stage['learning_rate']:g}", flush=True)
             timer = EpochTimer()
-            with mlflow.start_run(run_name=f"stage{i}-{stage['train']}", nested=True):
+            stage_run = resume / f"stage{i}.mlflow_run_id" if resume else None
+            with mlflow.start_run(run_id=stage_run.read_text().strip() if stage_run and stage_run.is_file() else None,
+                                  run_name=f"stage{i}-{stage['train']}", nested=True) as child:
+                if stage_run:
+                    stage_run.write_text(child.info.run_id)
                 mlflow.log_params({**{f"stage.{k}": v for k, v in stage.items()}, "stage.index": i,
                                    "stage.cached": cached, "stage.unfrozen_layers": len(unfrozen)})
                 cbs = _stage_callbacks(callbacks, i) + [timer]
@@ -198,6 +227,10 @@ class TransferTask(ClassificationTask):
             mlflow.log_metrics({**last, f"stage{i}_seconds_per_epoch": float(np.median(timer.seconds or [0.0]))})
             for key, values in history.history.items():
                 combined.history.setdefault(key, []).extend(values)
+            if resume:  # a rerun after a crash continues with the next stage from these weights
+                tmp = resume / f".stage{i}.tmp.weights.h5"
+                model.save_weights(tmp)
+                os.replace(tmp, resume / f"stage{i}.done.weights.h5")
         return combined
 
     def _fit_head_cached(self, backbone, head, inputs: Inputs, stage: dict, callbacks: list):
