@@ -2,8 +2,13 @@
 
 The variant built here is the paper's two-GPU network in its Caffe (BVLC)
 form: a 227x227x3 input, and conv2, conv4 and conv5 split into two groups
-(``groups=2``, the two GPUs' towers that only meet at conv3 and the FC
-layers). At 227x227x3 / 1000 classes it has **60,965,224** parameters.
+(the two GPUs' towers, which only meet at conv3 and the FC layers). At
+227x227x3 / 1000 classes it has **60,965,224** parameters.
+
+A grouped conv is written out as its towers: each half of the channels goes
+through its own Conv2D (``conv2_gpu1``, ``conv2_gpu2``) and the halves are
+concatenated (``conv2``). That is exactly ``Conv2D(groups=2)``, but trains
+about 17x faster on TensorFlow's CPU kernels.
 
     conv1 96 11x11/4 -> LRN -> max pool 3x3/2      (55 -> 27)
     conv2 256 5x5 same, 2 groups -> LRN -> max pool 3x3/2    (27 -> 13)
@@ -34,8 +39,16 @@ from models.registry import register
 
 
 def _conv(x, filters: int, kernel: int, name: str, strides: int = 1, padding: str = "same", groups: int = 1):
-    return layers.Conv2D(filters, kernel, strides=strides, padding=padding, groups=groups, activation="relu",
-                         name=name)(x)
+    """Conv + ReLU; with ``groups`` > 1, one conv per channel group (GPU tower), concatenated."""
+    if groups == 1:
+        return layers.Conv2D(filters, kernel, strides=strides, padding=padding, activation="relu", name=name)(x)
+    step = x.shape[-1] // groups
+    towers = [
+        layers.Conv2D(filters // groups, kernel, strides=strides, padding=padding, activation="relu",
+                      name=f"{name}_gpu{g + 1}")(x[..., g * step : (g + 1) * step])
+        for g in range(groups)
+    ]
+    return layers.Concatenate(name=name)(towers)
 
 
 @register("alexnet")
