@@ -73,7 +73,7 @@ def output_shape(spatial, f, s=1, padding: str | int = "valid", dilation=1) -> t
     spatial = tuple(int(n) for n in spatial)
     rank = len(spatial)
     fs, ss, ds = _tuple(f, rank), _tuple(s, rank), _tuple(dilation, rank)
-    return tuple(padded_output_size(n, fi, si, padding, di) for n, fi, si, di in zip(spatial, fs, ss, ds))
+    return tuple(padded_output_size(n, fi, si, padding, di) for n, fi, si, di in zip(spatial, fs, ss, ds, strict=True))
 
 
 def conv_params(f, nc_prev: int, nc: int, rank: int = 2, bias: bool = True, groups: int = 1) -> int:
@@ -218,7 +218,7 @@ def format_table(rows: list[LayerRow]) -> str:
     widths = [max(len(str(x[i])) for x in [header, *lines, total]) for i in range(5)]
 
     def fmt(cells):
-        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
 
     rule = "-" * len(fmt(header))
     return "\n".join([fmt(header), rule, *map(fmt, lines), rule, fmt(total)])

@@ -58,7 +58,7 @@ def resnet_body(x, depth: int, rank: int, small: bool = False, width: float = 1.
     else:
         x = conv_bn(x, scaled(64, width), 7, 2, rank, use_bias=use_bias, name="conv1")
         x = MAX_POOL[rank](3, strides=2, padding="same", name="pool1_pool")(x)
-    for stage, (n_blocks, filters) in enumerate(zip(counts, STAGE_FILTERS), start=2):
+    for stage, (n_blocks, filters) in enumerate(zip(counts, STAGE_FILTERS, strict=True), start=2):
         for i in range(1, n_blocks + 1):
             stride = 2 if (i == 1 and stage > 2) else 1
             x = block(x, scaled(filters, width), stride, rank, use_bias=use_bias, name=f"conv{stage}_block{i}")

@@ -44,7 +44,7 @@ def test_builder_runs_trains_and_round_trips(name, kind, options, batch, tmp_pat
     before = [w.copy() for w in model.get_weights()]
     loss = model.train_on_batch(x, y)
     assert np.isfinite(loss)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(np.asarray(reloaded(x, training=False)), np.asarray(model(x, training=False)), atol=1e-6)

@@ -39,7 +39,7 @@ def edge_figure(gray, maps, kind: str):
         (horizontal, f"horizontal edges ({kind})", "RdBu_r", -limit, limit),
         (magnitude, "magnitude sqrt(v^2 + h^2)", "gray", 0, limit),
     ]
-    for ax, (img, title, cmap, lo, hi) in zip(axes, panels):
+    for ax, (img, title, cmap, lo, hi) in zip(axes, panels, strict=True):
         shown = ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi)
         ax.set_title(title)
         ax.axis("off")
