@@ -73,7 +73,7 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, sig)  # each server runs in its own session: stop it and its workers
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
 
@@ -154,7 +154,7 @@ def registered(server, tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.chdir(work)
         assert main(["train", "fashion_mnist_lenet5", "--set", "data.train_limit=256", "--set", "train.epochs=1",
-                     "--set", "export.enabled=false", "--set", f"mlflow.experiment={name}"]) == 0
+                     "--set", "data.augment=[]", "--set", "export.enabled=false", "--set", f"mlflow.experiment={name}"]) == 0
         mlflow.set_tracking_uri(uri)
         run = mlflow.search_runs(experiment_names=[name], output_format="list")[0]
         assert main(["export", run.info.run_id, "--dir", str(work / "exports"), "--name", name,
@@ -174,7 +174,9 @@ def test_run_is_tracked_in_postgres_with_proxied_artifacts(server, registered):
     assert run.data.params["model.name"] == "lenet5" and run.data.params["data.train_limit"] == "256"
     assert "val_accuracy" in run.data.metrics and "test_accuracy" in run.data.metrics
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # clients go through the server
-    assert {"recipe.yaml", "inputs.json", "model", "serving"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"recipe.yaml", "inputs.json", "figures"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    version = client.get_model_version_by_alias(registered["name"], "champion")
+    assert (version.version, version.run_id) == ("1", registered["run_id"])
     with psycopg2.connect(pg_uri) as conn, conn.cursor() as cur:
         cur.execute("SELECT status FROM runs WHERE run_uuid = %s", (registered["run_id"],))
         assert cur.fetchone() == ("FINISHED",)
