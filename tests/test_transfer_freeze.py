@@ -27,6 +27,7 @@ def _snapshot(layer):
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("freeze")
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+    mlflow.set_experiment("transfer-freeze")  # not the experiment a previous test module left active
     task = get_task_class("transfer")(_recipe(cache_dir=str(tmp / "cache")))
     inputs = task.build_inputs()
     model = task.build_model(inputs)
