@@ -35,17 +35,17 @@ HELD_OUT_PHOTO = "chelsea"  # never trained on: the stylizer is judged on it
 class FastStyleSettings:
     """Everything that defines one stylizer training (logged as MLflow params)."""
 
-    steps: int = 400
+    steps: int = 600
     batch_size: int = 4
-    crop_size: int = 128
+    crop_size: int = 96
     filters: int = 16
     residual_blocks: int = 5
     alpha: float = 1.0
-    beta: float = 1e3
+    beta: float = 300.0
     tv_weight: float = 0.0
     content_layer: str = "block2_conv2"
     style_weights: dict = field(default_factory=lambda: dict(JOHNSON_STYLE_WEIGHTS))
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     weights: str = "hed_bsds500"
     seed: int = 0
 
