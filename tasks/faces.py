@@ -87,7 +87,7 @@ class FacesTask(Task):
             self.splits, shape, names, info = self._load()
         except (KeyError, FileNotFoundError, ValueError) as err:
             raise UserError(f"data.dataset {self.recipe['data']['dataset']!r}: {str(err).strip(chr(34) + chr(39))}") from None
-        self.input_shape = shape
+        self.input_shape, self.class_names = shape, names
         train = self.splits["train"]
         p, k = faces["p"], faces["k"]
         try:
