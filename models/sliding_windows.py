@@ -32,7 +32,7 @@ from models.registry import register
 
 @register("window_classifier")
 def build_window_classifier(input_shape, num_classes: int, width: int = 16, dense: int = 64) -> keras.Model:
-    """A small classifier of fixed-size windows (valid convs, max pooling, Flatten, Dense).
+    """A small classifier of fixed-size windows (three valid convs, two max pools, Flatten, Dense).
 
     Input uint8 ``[N, h, w, C]``; output softmax ``[N, num_classes]`` (include
     a background class). Built so ``to_fully_convolutional`` can convert it.
@@ -47,6 +47,7 @@ def build_window_classifier(input_shape, num_classes: int, width: int = 16, dens
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)
     x = keras.layers.Conv2D(2 * width, 3, activation="relu", name="conv2")(x)
     x = keras.layers.MaxPooling2D(2, name="pool2")(x)
+    x = keras.layers.Conv2D(2 * width, 3, activation="relu", name="conv3")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense, activation="relu", name="fc1")(x)
     out = keras.layers.Dense(num_classes, activation="softmax", name="fc2")(x)

@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -138,7 +140,7 @@ def make_scenes(
     objects_per_scene: tuple[int, int] = (1, 4),
     object_size: tuple[int, int] = (24, 48),
     max_overlap: float = 0.1,
-    seed: int = 0,
+    seed: int | list[int] = 0,
     class_names: list[str] | None = None,
 ) -> Scenes:
     """Make ``count`` scenes of ``image_size`` with ``objects_per_scene`` (min, max inclusive) objects.
@@ -186,3 +188,16 @@ def make_scenes(
         all_classes.append(np.array(classes, np.int64))
         all_marks.append(np.array(marks, np.float32).reshape(-1, 5, 2) / np.array([w, h], np.float32))
     return Scenes(images, all_boxes, all_classes, all_marks, list(class_names or []))
+
+
+def scene_stream(objects: np.ndarray, labels: np.ndarray, photos: list[np.ndarray], seed: int = 0,
+                 chunk: int = 256, **options) -> Iterator[Scenes]:
+    """Endless fresh scenes, ``chunk`` at a time (``make_scenes`` options), each chunk seeded by
+    ``(seed, chunk number)``: a training set that never shows a scene twice, reproducibly.
+
+    Example:
+        >>> stream = scene_stream(data.x_train, data.y_train, background_photos(), seed=42)
+        >>> first = next(stream)          # 256 new scenes; the next call makes 256 others
+    """
+    for i in itertools.count():
+        yield make_scenes(objects, labels, photos, chunk, seed=[seed, 1, i], **options)

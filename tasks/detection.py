@@ -9,6 +9,10 @@ objects and other seeds, so the test scenes are held out. ``voc:DIR``,
 applies the box-aware augmentation policy (boxes move with the pixels) before
 the targets are encoded.
 
+``scenes.fresh`` (default true, generated scenes only): every epoch trains on
+``scenes.train`` *new* scenes from an endless seeded stream, so the detector
+never sees a scene twice and cannot memorise backgrounds.
+
 Recipe section ``detection``: ``anchors`` (k of the k-means), thresholds of
 the post-processing (``score_threshold`` 0.6: discard ``pc <= 0.6``;
 ``iou_threshold`` 0.5: suppress IoU >= 0.5, per class), ``max_detections``,
@@ -36,7 +40,7 @@ import tensorflow as tf
 import yaml
 
 from models.yolo import YoloLoss, detect, encode_targets, kmeans_anchors, mean_best_iou
-from pipelines.scenes import Scenes, background_photos, make_scenes
+from pipelines.scenes import Scenes, background_photos, make_scenes, scene_stream
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from tasks import plots
 from tasks.detection_drawing import draw_detections, tile, write_png
@@ -46,7 +50,7 @@ from tasks.task import RECIPE_ASSET, Inputs, Task, register_task
 
 ANCHORS_ASSET = "anchors.json"
 SCENE_DEFAULTS = {
-    "train": 3000, "val": 300, "test": 500,
+    "train": 3000, "val": 300, "test": 500, "fresh": True,
     "objects_per_scene": [1, 4], "object_size": [24, 48], "max_overlap": 0.1,
 }
 MAX_BOXES = 32
@@ -70,20 +74,24 @@ def load_scene_splits(dataset: str, image_size, cfg: dict, seed: int, val_fracti
     if kind != "scenes" or not where:
         raise UserError(f"data.dataset {dataset!r}: detection reads scenes:<catalog name> (e.g. scenes:fashion_mnist), "
                         "voc:DIR, coco:FILE.json or yolo:DIR")
-    from pipelines.catalog import load_arrays
-
-    try:
-        data = load_arrays(where)
-    except (KeyError, FileNotFoundError, ValueError) as err:
-        raise UserError(f"data.dataset {dataset!r}: {str(err).strip(chr(34) + chr(39))}") from None
-    photos = background_photos()
-    size = tuple(int(s) for s in image_size)
-    common = dict(image_size=size, objects_per_scene=tuple(cfg["objects_per_scene"]),
-                  object_size=tuple(cfg["object_size"]), max_overlap=cfg["max_overlap"], class_names=data.class_names)
+    data, photos, common = scene_source(where, image_size, cfg)
     train = make_scenes(data.x_train, data.y_train, photos, cfg["train"], seed=seed, **common)
     val = make_scenes(data.x_train, data.y_train, photos, cfg["val"], seed=seed + 1, **common)
     test = make_scenes(data.x_test, data.y_test, photos, cfg["test"], seed=seed + 2, **common)
     return train, val, test
+
+
+def scene_source(objects: str, image_size, cfg: dict):
+    """The catalog dataset of objects, the background photos and the ``make_scenes`` options."""
+    from pipelines.catalog import load_arrays
+
+    try:
+        data = load_arrays(objects)
+    except (KeyError, FileNotFoundError, ValueError) as err:
+        raise UserError(f"data.dataset 'scenes:{objects}': {str(err).strip(chr(34) + chr(39))}") from None
+    common = dict(image_size=tuple(int(s) for s in image_size), objects_per_scene=tuple(cfg["objects_per_scene"]),
+                  object_size=tuple(cfg["object_size"]), max_overlap=cfg["max_overlap"], class_names=data.class_names)
+    return data, background_photos(), common
 
 
 def load_annotated_splits(kind: str, where: str, image_size, seed: int, val_fraction: float,
@@ -195,40 +203,73 @@ class DetectionTask(Task):
         targets = np.stack([self._encode(b, c) for b, c in zip(scenes.boxes, scenes.classes, strict=False)])
         return tf.data.Dataset.from_tensor_slices((scenes.images, targets))
 
+    def _fresh(self) -> bool:
+        return bool(self.recipe["scenes"]["fresh"]) and self.recipe["data"]["dataset"].startswith("scenes:")
+
+    def _train_elements(self) -> tf.data.Dataset:
+        """Unbatched ``{image, boxes, box_labels}``: fresh scenes without end, or the fixed training scenes."""
+        if self._fresh():
+            cfg, seed = self.recipe["scenes"], self.recipe["seed"]
+            data, photos, common = scene_source(self.recipe["data"]["dataset"].partition(":")[2],
+                                                self.train_scenes.images.shape[1:3], cfg)
+            stream = scene_stream(data.x_train, data.y_train, photos, seed=seed, **common)  # persists across epochs
+
+            def scenes():
+                for chunk in stream:
+                    for image, boxes, labels in zip(chunk.images, chunk.boxes, chunk.classes, strict=True):
+                        yield {"image": image, "boxes": boxes, "box_labels": labels}
+
+            h, w = self.train_scenes.images.shape[1:3]
+            return tf.data.Dataset.from_generator(scenes, output_signature={
+                "image": tf.TensorSpec([h, w, 3], tf.uint8), "boxes": tf.TensorSpec([None, 4], tf.float32),
+                "box_labels": tf.TensorSpec([None], tf.int64)})
+        scenes = self.train_scenes
+        counts = np.array([min(len(b), MAX_BOXES) for b in scenes.boxes], np.int32)
+        boxes = np.zeros((len(scenes), MAX_BOXES, 4), np.float32)
+        labels = np.zeros((len(scenes), MAX_BOXES), np.int64)
+        for i, (b, c) in enumerate(zip(scenes.boxes, scenes.classes, strict=True)):
+            boxes[i, : counts[i]], labels[i, : counts[i]] = b[:MAX_BOXES], c[:MAX_BOXES]
+        ds = tf.data.Dataset.from_tensor_slices({"image": scenes.images, "boxes": boxes, "box_labels": labels,
+                                                 "count": counts})
+        ds = ds.shuffle(min(len(scenes), self.recipe["data"]["shuffle_buffer"]), seed=self.recipe["seed"])
+        return ds.map(lambda e: {"image": e["image"], "boxes": e["boxes"][: e["count"]],
+                                 "box_labels": e["box_labels"][: e["count"]]})
+
     def _train_dataset(self, batch_size: int) -> tf.data.Dataset:
-        scenes, seed, policy = self.train_scenes, self.recipe["seed"], self.recipe["data"]["augment"]
-        if not policy:
-            ds = self._dataset(scenes)
-        else:
+        policy = self.recipe["data"]["augment"]
+        if not policy and not self._fresh():
+            ds = self._dataset(self.train_scenes)
+            ds = ds.shuffle(min(len(self.train_scenes), self.recipe["data"]["shuffle_buffer"]), seed=self.recipe["seed"])
+            return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        ds = self._train_elements()
+        if policy:
             from pipelines.augment import augment_dataset, validate_policy
 
             try:
                 validate_policy(policy)
             except ValueError as err:
                 raise UserError(f"data.augment: {err}") from None
-            counts = np.array([min(len(b), MAX_BOXES) for b in scenes.boxes], np.int32)
-            boxes = np.zeros((len(scenes), MAX_BOXES, 4), np.float32)
-            labels = np.zeros((len(scenes), MAX_BOXES), np.int64)
-            for i, (b, c) in enumerate(zip(scenes.boxes, scenes.classes, strict=False)):
-                boxes[i, : counts[i]], labels[i, : counts[i]] = b[:MAX_BOXES], c[:MAX_BOXES]
-            ds = tf.data.Dataset.from_tensor_slices({"image": scenes.images, "boxes": boxes, "box_labels": labels,
-                                                     "count": counts})
-            ds = ds.map(lambda e: {"image": e["image"], "boxes": e["boxes"][: e["count"]],
-                                   "box_labels": e["box_labels"][: e["count"]]})
-            ds = augment_dataset(ds, policy, seed)
-            anchors, grid, k = self.anchors, self.grid, self.num_classes
-            shape = (grid, grid, len(anchors), 5 + k)
+            ds = augment_dataset(ds, policy, self.recipe["seed"])
+        anchors, grid, k = self.anchors, self.grid, self.num_classes
+        shape = (grid, grid, len(anchors), 5 + k)
 
-            def targets(boxes, labels):
-                return encode_targets(boxes, labels, anchors, grid, k)
+        def targets(boxes, labels):
+            return encode_targets(boxes, labels, anchors, grid, k)
 
-            def encode(e):
-                y = tf.numpy_function(targets, [e["boxes"], e["box_labels"]], tf.float32)
-                return e["image"], tf.ensure_shape(y, shape)
+        def encode(e):
+            y = tf.numpy_function(targets, [e["boxes"], e["box_labels"]], tf.float32)
+            return e["image"], tf.ensure_shape(y, shape)
 
-            ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.shuffle(min(len(scenes), self.recipe["data"]["shuffle_buffer"]), seed=seed)
+        ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def fit(self, model: keras.Model, inputs: Inputs, callbacks: list) -> keras.callbacks.History:
+        train = self.recipe["train"]
+        steps = train["steps_per_epoch"]
+        if steps is None and self._fresh():  # the fresh stream has no end: an epoch is scenes.train scenes
+            steps = -(-self.recipe["scenes"]["train"] // train["batch_size"])
+        return model.fit(inputs.train, validation_data=inputs.val, epochs=train["epochs"], steps_per_epoch=steps,
+                         callbacks=callbacks, verbose=1)
 
     def build_model(self, inputs: Inputs) -> keras.Model:
         from models import build

@@ -101,7 +101,8 @@ def test_box_aware_augmentation_keeps_targets_on_their_objects():
     from tasks.detection import DetectionTask
     from tasks.recipe import load_recipe
 
-    recipe = load_recipe("scenes_yolo", ["scenes.train=6", "scenes.val=2", "scenes.test=2", "train.batch_size=6",
+    recipe = load_recipe("scenes_yolo", ["scenes.train=6", "scenes.val=2", "scenes.test=2", "scenes.fresh=false",
+                                         "train.batch_size=6",
                                          "data.augment=[{mirror: {p: 1.0}}]"])
     task = DetectionTask(recipe)
     inputs = task.build_inputs()
