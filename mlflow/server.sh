@@ -13,12 +13,16 @@
 #   MLFLOW_HOST               [127.0.0.1]  (0.0.0.0 only behind a firewall/proxy: there is no auth)
 #   MLFLOW_PORT               [5000]
 #   MLFLOW_WORKERS            [1]
+#   MLFLOW_SERVER_ENABLE_JOB_EXECUTION [false]
 # Any extra arguments are passed on to `mlflow server`.
 set -euo pipefail
 
 backend="${MLFLOW_BACKEND_STORE_URI:-postgresql+psycopg2://mlflow:mlflow@127.0.0.1:5432/mlflow}"
 artifacts="${MLFLOW_ARTIFACTS_DIR:-./mlflow-artifacts}"
 mkdir -p "$artifacts"
+# MLflow's job execution (GenAI evaluation/scorer jobs) starts a pool of huey
+# consumer processes; convforge uses none of it, so it is off unless asked for.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 mlflow_bin="$(command -v mlflow || true)"
 [ -n "$mlflow_bin" ] || mlflow_bin="$(dirname "$0")/../.venv/bin/mlflow"
 

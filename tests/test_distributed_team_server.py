@@ -70,12 +70,15 @@ def wait_http(url: str, proc: subprocess.Popen | None, seconds: float, log: Path
 
 
 def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, sig)  # each server runs in its own session: stop it and its workers
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    """Stop a server started in its own session, with every process of that session."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=10)
+        os.killpg(proc.pid, signal.SIGKILL)  # workers that outlived their parent
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def pg_binary(name: str) -> str:
