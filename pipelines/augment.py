@@ -228,9 +228,14 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     seed = tf.cast(seed, tf.int64)
     if seed.shape.rank == 0:
         seed = tf.stack([seed, tf.zeros_like(seed)])
-    matrix, warps, offset = None, [], None
+    matrix, warps, offset, flips = None, [], None, []
+    # only mirrors move pixels and nothing else moves with them: flip, no index maps at all
+    flips_only = boxes is None and keypoints is None and all(s.name == "mirror" for s in steps if s.spec.kind != "colour")
     for index, step in enumerate(steps):
         rng = _Rng(tf.random.experimental.stateless_fold_in(seed, index))
+        if flips_only and step.name == "mirror":
+            flips.append((rng.uniform([b]) < step.options["p"], 1 if step.options["vertical"] else 2))
+            continue
         value = step.spec.sample(rng, b, h, w, c, step.options, pca)
         applied = rng.uniform([b]) < step.options["p"] if step.options["p"] < 1 else tf.ones([b], tf.bool)
         if step.spec.kind == "affine":
@@ -245,6 +250,8 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     if geometric and matrix is None:
         matrix = geometry.identity(b)
     out, pixels = images, None
+    for flip, axis in flips:
+        out = tf.where(flip[:, None, None, None], tf.reverse(out, [axis]), out)
     if geometric and not warps and all(_whole_pixels(s) for s in steps if s.spec.kind == "affine"):
         out = geometry.shift_and_flip(images, matrix)  # mirrors and padded crops: exact, no resampling
     elif geometric:
