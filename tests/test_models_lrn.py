@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from models.local_response_norm import LocalResponseNormalization
@@ -32,3 +33,5 @@ def test_lrn_config_round_trip_and_rank():
     assert clone.get_config() == layer.get_config()
     x = np.random.default_rng(1).normal(size=(3, 7, 6)).astype(np.float32)  # works on 1D feature maps too
     np.testing.assert_allclose(np.asarray(clone(x)), lrn_numpy(x.astype(np.float64), 3, 1.5, 2e-4, 0.5), rtol=1e-5)
+    with pytest.raises(ValueError, match="bias > 0"):
+        LocalResponseNormalization(bias=0.0)
