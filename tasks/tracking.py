@@ -59,13 +59,16 @@ class SafeLogger:
 
     def queue(self, method: str, *args, **kwargs) -> None:
         """Append one call to the pending file; artifact files are copied beside it first."""
-        self.spill.parent.mkdir(parents=True, exist_ok=True)
         if method == "log_artifact" and args:
             keep = self.spill.parent / "pending-artifacts" / f"{_count_lines(self.spill):06d}"
             keep.mkdir(parents=True, exist_ok=True)
             args = (str(shutil.copy2(args[0], keep / Path(args[0]).name)), *args[1:])
         active = mlflow.active_run()
-        record = {"method": method, "args": args, "kwargs": kwargs, "run_id": active.info.run_id if active else None}
+        self._append(method, args, kwargs, active.info.run_id if active else None)
+
+    def _append(self, method: str, args: tuple, kwargs: dict, run_id: str | None) -> None:
+        self.spill.parent.mkdir(parents=True, exist_ok=True)
+        record = {"method": method, "args": args, "kwargs": kwargs, "run_id": run_id}
         with self.spill.open("a") as f:
             f.write(json.dumps(record, default=str) + "\n")
             f.flush()
@@ -81,13 +84,13 @@ class SafeLogger:
 
             mlflow.tracking.fluent._active_run_stack.get().pop()  # leave the run without a network call
             MLFLOW_RUN_ID.unset()
-            self.queue("set_terminated", status)
+            self._append("set_terminated", (status,), {}, active.info.run_id)
             return
         try:
             mlflow.end_run(status)  # pops the run first, then sends the status
         except Exception as err:  # noqa: BLE001
             self.report(err)
-            self.queue("set_terminated", status)
+            self._append("set_terminated", (status,), {}, active.info.run_id)
 
 
 def _count_lines(path: Path) -> int:
@@ -109,12 +112,13 @@ def replay_pending(spill_file: str | Path, run_id: str) -> int:
     """Re-send queued calls of ``spill_file`` to run ``run_id``; returns how many were sent.
 
     The file is removed only after every call went through (a second outage
-    leaves it for the next try). A queued final status is applied last."""
+    leaves it for the next try). A queued final status is applied last; without
+    one (an interrupted run that will resume) the run keeps the status it had."""
     path = Path(spill_file)
     if not path.is_file():
         return 0
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    status = None
+    status = mlflow.MlflowClient().get_run(run_id).info.status  # kept unless the queue ends the run
     with mlflow.start_run(run_id=run_id):
         for call in lines:
             if call["method"] == "set_terminated":
@@ -130,8 +134,7 @@ def replay_pending(spill_file: str | Path, run_id: str) -> int:
                 mlflow.keras.log_model(load_keras(call["args"][0]), name="model", **kwargs)
             else:
                 getattr(mlflow, call["method"])(*call["args"], **call["kwargs"])
-    if status:
-        mlflow.MlflowClient().set_terminated(run_id, status)
+    mlflow.MlflowClient().set_terminated(run_id, status)
     path.unlink()
     shutil.rmtree(path.parent / "pending-artifacts", ignore_errors=True)
     return len(lines)
