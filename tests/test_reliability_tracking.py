@@ -151,3 +151,23 @@ def test_safe_logger_spills_after_one_failure_without_calling_again(tmp_path, mo
     assert log.failed and capsys.readouterr().err.count("MLflow tracking failed") == 1
     assert len((tmp_path / PENDING_FILE).read_text().splitlines()) == 51
     assert rest < max(1.0, first)  # 50 queued calls cost less than the one network failure
+
+
+def test_replay_of_an_interrupted_run_keeps_its_status_and_queue_on_failure(tmp_path, mlflow_store):
+    client = mlflow.MlflowClient()
+    run = client.create_run(client.create_experiment("outage"))  # RUNNING: killed before it could end
+    spill = tmp_path / PENDING_FILE
+    spill.write_text(json.dumps({"method": "log_metrics", "args": [{"loss": 0.25}], "kwargs": {"step": 3},
+                                 "run_id": run.info.run_id}) + "\n")
+    assert main(["sync-runs", "--workdir", str(tmp_path.parent / "nowhere")]) == 0  # nothing to sync there
+    (tmp_path / "runs" / "k").mkdir(parents=True)
+    spill.rename(tmp_path / "runs" / "k" / PENDING_FILE)
+    (tmp_path / "runs" / "k" / "mlflow_run_id").write_text(run.info.run_id)  # resume state: kept after sync
+    assert main(["sync-runs", "--workdir", str(tmp_path)]) == 0
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [0.25]
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+    assert (tmp_path / "runs" / "k" / "mlflow_run_id").is_file()
+    (tmp_path / "runs" / "k" / PENDING_FILE).write_text('{"method": "log_metric", "args": ["x", 1.0], "kwargs": {}, '
+                                                       '"run_id": "0123456789abcdef0123456789abcdef"}\n')
+    assert main(["sync-runs", "--workdir", str(tmp_path)]) == 1  # unknown run: reported, queue kept
+    assert (tmp_path / "runs" / "k" / PENDING_FILE).is_file()
