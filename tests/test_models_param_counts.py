@@ -54,4 +54,16 @@ def test_info_command_prints_vgg16_and_one_by_one(capsys):
     assert "120,422,400" in out and "12,443,648" in out
     assert main(["info", "resnet18", "--input-shape", "28,28,1", "--opt", "small=true", "--opt", "width=0.25"]) == 0
     assert main(["info", "nope", "--input-shape", "28,28,1"]) == 2
+    assert main(["info", "missing.keras"]) == 2
     assert main(["info", "vgg16", "--input-shape", "28,x"]) == 2
+
+
+def test_info_reads_a_saved_model_file(tmp_path, capsys):
+    from tasks.cli import main
+
+    model = models.build("alexnet", (28, 28, 1), 10, small=True, width=0.25, fc_units=64)
+    model.save(tmp_path / "alexnet.keras")
+    assert main(["info", str(tmp_path / "alexnet.keras")]) == 0
+    out = capsys.readouterr().out
+    assert f"parameters: {model.count_params():,} (Keras count_params: {model.count_params():,})" in out
+    assert "norm1" in out and "conv2_gpu2" in out
