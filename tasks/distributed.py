@@ -43,10 +43,10 @@ import time
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import tensorflow as tf
 
+import mlflow
 from tasks import tracking
 from tasks.errors import UserError
 from tasks.task import RECIPE_ASSET, Inputs, get_task_class
@@ -148,7 +148,7 @@ class _Loop:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         if training:
             grads = tape.gradient(loss, model.trainable_variables)
-            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))  # noqa: B905 (autograph zip takes no strict=)
         local = tf.stack([tf.cast(tf.shape(y)[0], tf.float64), tf.reduce_sum(tf.cast(y, tf.float64))])
         return loss, y, tf.cast(pred, tf.float32), local
 

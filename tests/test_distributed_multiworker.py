@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 
+import mlflow
 from pipelines.splits import load_splits
 from tasks.cli import main
 from tasks.distributed import weights_digest
@@ -60,7 +60,7 @@ def test_two_workers_identical_weights_sharded_data_chief_only_tracking(tmp_path
     finally:
         for p in procs:
             p.kill()
-    for p, out in zip(procs, outs):
+    for p, out in zip(procs, outs, strict=True):
         assert p.returncode == 0, out[-3000:]
     summaries = {int(m[1]): m for m in (SUMMARY.search(out) for out in outs)}
     assert set(summaries) == {0, 1}, outs
