@@ -86,13 +86,13 @@ def read_voc(root: str | Path, split: str | None = None, class_names: list[str] 
     ``split`` reads the ids in ``root/ImageSets/Main/<split>.txt``. Classes are
     ``class_names`` or the sorted names found."""
     root = Path(root)
+    out, parsed = Annotated(), []
     if split:
-        ids = (root / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
-        files = [root / "Annotations" / f"{i}.xml" for i in ids]
+        ids = inside_root(root, Path("ImageSets") / "Main" / f"{split}.txt").read_text().split()
+        files = [_resolve(root / "Annotations", f"{i}.xml", out.skipped) for i in ids]  # ids escaping: counted
     else:
         files = sorted((root / "Annotations").glob("*.xml"))
-    out, parsed = Annotated(), []
-    for xml in files:
+    for xml in filter(None, files):
         try:
             tree = ET.parse(xml).getroot()
             name = tree.findtext("filename", "").strip()
