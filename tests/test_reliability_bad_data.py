@@ -134,6 +134,12 @@ def test_voc_bad_images_malformed_xml_entities_and_escapes(tmp_path):
     assert skipped["bad_annotation"] >= 5 and skipped["escapes_root"] == 1 and skipped["bad_box"] == 3
     assert len(ann.paths) == 5  # 4 good files + img1.png again (badbox.xml: its valid boxes were none, image kept)
     assert _drain(detection_dataset(ann)) == 5
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("img0\n../../outside/secret\nimg2\n")
+    split = read_voc(root, split="train")
+    assert len(split.paths) == 2 and split.skipped["escapes_root"] == 1
+    with pytest.raises(ValueError, match="escapes"):
+        read_voc(root, split="../../../etc/passwd")
 
 
 def test_coco_bad_images_malformed_entries_and_escapes(tmp_path):
