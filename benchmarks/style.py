@@ -16,6 +16,7 @@ Speed does not depend on the net's training, so an untrained net is timed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,7 @@ def main(argv=None) -> None:
     from tasks.style_transfer import load_image
 
     content, style = load_image("chelsea"), load_image("starry_night")
+    load = os.getloadavg()[0]
     sps = {size: steps_per_second(content, style, size, steps) for size, steps in ((256, 21), (512, 6))}
     hits = {opt: time_to_loss(content, style, opt, args.budget, 300) for opt in ("adam", "lbfgs")}
     ips = {(size, batch): stylizer_images_per_second(size, batch) for size in (256, 512) for batch in (1, 4)}
@@ -98,8 +100,10 @@ def main(argv=None) -> None:
         fast = 1 / ips[(size, 1)]
         rows.append([f"per image at {size} px: 150 Adam steps vs fast stylizer",
                      f"{optimised:.1f} s vs {fast * 1000:.0f} ms ({optimised / fast:.0f}x)"])
+    notes = (f"\n\nLoad average at start: {load:.1f} on {os.cpu_count()} cores (shared machine: compare the ratios). "
+             "L-BFGS steps are iterations (each may evaluate J more than once); J0 is J after the first step.")
     write_section("style", "Neural style transfer: optimisation vs fast stylizer",
-                  "python benchmarks/style.py", table(["measure", "value"], rows))
+                  "python benchmarks/style.py", table(["measure", "value"], rows) + notes)
 
 
 if __name__ == "__main__":
