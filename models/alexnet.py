@@ -81,5 +81,5 @@ def build_alexnet(input_shape, num_classes: int, small: bool = False, width: flo
     for i in (6, 7):
         x = layers.Dense(fc_units, activation="relu", name=f"fc{i}")(x)
         x = layers.Dropout(dropout, name=f"drop{i}")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="alexnet_small" if small else "alexnet")

@@ -46,7 +46,7 @@ def signal_input(input_shape, scale: float = 1.0 / 255, name: str = "signal"):
 def classifier_head(x, num_classes: int, rank: int, name: str = "predictions"):
     """Global average pooling then a softmax Dense: ``[N, ..., C] -> [N, num_classes]``."""
     x = GLOBAL_AVG_POOL[rank](name="avg_pool")(x)
-    return layers.Dense(num_classes, activation="softmax", name=name)(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(x)
 
 
 def conv_bn(x, filters: int, kernel, strides=1, rank: int = 2, activation: str | None = "relu",

@@ -84,7 +84,7 @@ def aux_classifier(x, num_classes: int, name: str, width: float = 1.0, batch_nor
     x = layers.Flatten(name=f"{name}_flatten")(x)
     x = layers.Dense(scaled(1024, width), activation="relu", name=f"{name}_fc")(x)
     x = layers.Dropout(0.7, name=f"{name}_dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", name=name)(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)(x)
 
 
 @register("inception_v1")
@@ -119,7 +119,7 @@ def build_inception_v1(input_shape, num_classes: int, aux: bool = False, small: 
             side[key] = aux_classifier(x, num_classes, key, width, batch_norm)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    main = layers.Dense(num_classes, activation="softmax", name="main")(x)
+    main = layers.Dense(num_classes, activation="softmax", dtype="float32", name="main")(x)
     outputs = {"main": main, **side} if aux else main
     return keras.Model(inputs, outputs, name="inception_v1_small" if small else "inception_v1")
 

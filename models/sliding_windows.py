@@ -50,7 +50,7 @@ def build_window_classifier(input_shape, num_classes: int, width: int = 16, dens
     x = keras.layers.Conv2D(2 * width, 3, activation="relu", name="conv3")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(dense, activation="relu", name="fc1")(x)
-    out = keras.layers.Dense(num_classes, activation="softmax", name="fc2")(x)
+    out = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="fc2")(x)
     return keras.Model(inputs, out, name="window_classifier")
 
 

@@ -55,5 +55,5 @@ def build_vgg16(input_shape, num_classes: int, small: bool = False, width: float
     for i in (1, 2):
         x = layers.Dense(fc_units, activation="relu", name=f"fc{i}")(x)
         x = layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="vgg16_small" if small else "vgg16")
