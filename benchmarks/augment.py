@@ -201,6 +201,8 @@ def main() -> None:
         f"Load average (1 min) before / after: {load_before:.1f} / {load_after:.1f} on {all_threads} cores "
         "(a load above the core count means other processes took CPU: thread scaling cannot show then).",
         "",
+        "Wall-clock rows need idle cores: with the load average above the core count, other processes decide how much CPU each variant gets, so thread scaling and the 'met'/'NOT met' labels above are noise there; the CPU-time columns (work per image, per step) are the load-independent comparison.",
+        "",
         "Goals: " + "; ".join(
             f"{s} px scaling {sc:.2f}x ({'met' if sc >= 1.8 else 'NOT met'}), vs naive {vn:.2f}x ({'met' if vn >= 3 else 'NOT met'})"
             for s, sc, vn in goals) + ".",
