@@ -7,13 +7,21 @@ import os
 import time
 from collections import Counter
 
-import mlflow
 import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
-from reliability_faults import BAD_IMAGES, BILLION_LAUGHS, EXTERNAL_ENTITY, encode, expected_skips, real_images, write_bad_images
+from reliability_faults import (
+    BAD_IMAGES,
+    BILLION_LAUGHS,
+    EXTERNAL_ENTITY,
+    encode,
+    expected_skips,
+    real_images,
+    write_bad_images,
+)
 
+import mlflow
 from pipelines.annotations import detection_dataset, read_coco, read_landmarks_csv, read_voc, read_yolo
 from pipelines.identities import identity_dataset, identity_folder
 from pipelines.sources import csv_manifest, image_folder
@@ -207,7 +215,7 @@ def test_landmark_csv_bad_rows_and_escapes(tmp_path):
 def test_five_percent_corrupt_folder_trains_to_completion_with_counts_in_mlflow(tmp_path, mlflow_store, workdir):
     images, labels = real_images(100, 16, seed=3)
     root = tmp_path / "digits"
-    for i, (im, lb) in enumerate(zip(images, labels)):
+    for i, (im, lb) in enumerate(zip(images, labels, strict=True)):
         (root / str(lb % 2)).mkdir(parents=True, exist_ok=True)
         (root / str(lb % 2) / f"{i}.png").write_bytes(encode(im))
     write_bad_images(root / "0")  # 5 bad files among 105: about 5%

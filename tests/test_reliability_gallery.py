@@ -60,8 +60,8 @@ def test_concurrent_writers_readers_and_a_killed_writer_leave_a_consistent_galle
         enrolled += bool(victim.stdout.readline())
     os.kill(victim.pid, signal.SIGKILL)  # mid-stream, possibly inside a transaction
     victim.wait(timeout=30)
-    for w, p in procs.items():
-        out, err = p.communicate(timeout=300)
+    for p in procs.values():
+        _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
 
     db = sqlite3.connect(path)
