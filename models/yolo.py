@@ -203,5 +203,5 @@ def build_yolo(input_shape, num_classes: int, anchors=DEFAULT_ANCHORS, width: in
     x = _conv(x, filters // 2, 1, "neck2")
     x = _conv(x, filters, 3, "neck3")
     x = keras.layers.Conv2D(n_anchors * (5 + num_classes), 1, name="head", dtype="float32")(x)
-    out = keras.layers.Reshape((h // stride, w // stride, n_anchors, 5 + num_classes), name="grid")(x)
+    out = keras.layers.Reshape((h // stride, w // stride, n_anchors, 5 + num_classes), name="grid", dtype="float32")(x)
     return keras.Model(inputs, out, name="yolo")
