@@ -209,7 +209,7 @@ def read_yolo(root: str | Path, class_names: list[str] | None = None) -> Annotat
                 labels.append(c)
         out.add(path, boxes, labels)
     if not out.class_names:
-        out.class_names = [str(i) for i in range(1 + max((int(l.max()) for l in out.labels if len(l)), default=-1))]
+        out.class_names = [str(i) for i in range(1 + max((int(lab.max()) for lab in out.labels if len(lab)), default=-1))]
     out.skipped = +out.skipped
     return out
 

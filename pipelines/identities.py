@@ -46,7 +46,7 @@ def identity_folder(root: str | Path, min_images: int = 2) -> Identities:
         skipped["person_with_too_few_images"] += dropped
     new_id = {old: new for new, old in enumerate(kept)}
     paths, labels = [], []
-    for path, label in zip(files.paths, files.labels):
+    for path, label in zip(files.paths, files.labels, strict=True):
         if label in new_id:
             paths.append(path)
             labels.append(new_id[label])

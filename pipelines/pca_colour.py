@@ -55,7 +55,7 @@ class PcaColour:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "PcaColour":
+    def load(cls, path: str | Path) -> PcaColour:
         """Read a file written by ``save``; ValueError naming the file if it is malformed."""
         try:
             raw = json.loads(Path(path).read_text())

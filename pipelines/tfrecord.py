@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -106,7 +106,7 @@ def write_shards(
 
 def files_items(paths: list[str], labels: list[int], root: str | Path | None = None):
     """``(bytes, label, name)`` for files on disk (unreadable ones yield empty bytes: skipped)."""
-    for path, label in zip(paths, labels):
+    for path, label in zip(paths, labels, strict=True):
         try:
             data = Path(path).read_bytes()
         except OSError:
@@ -117,7 +117,7 @@ def files_items(paths: list[str], labels: list[int], root: str | Path | None = N
 
 def array_items(images: np.ndarray, labels: np.ndarray):
     """``(PNG bytes, label, name)`` for in-memory uint8 images ``[N, H, W, C]``."""
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
         yield encode_png(image), int(label), f"{i:06d}.png"
 
 

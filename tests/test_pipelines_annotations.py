@@ -26,7 +26,7 @@ def _corrupt(path):
 
 
 def _same_boxes(ann, scenes, index_of_image):
-    for path, boxes, labels in zip(ann.paths, ann.boxes, ann.labels):
+    for path, boxes, labels in zip(ann.paths, ann.boxes, ann.labels, strict=True):
         i = index_of_image(path)
         expected = np.round(scenes.boxes[i] * 64) / 64  # the writers store whole pixels
         np.testing.assert_allclose(boxes, expected, atol=1e-6)

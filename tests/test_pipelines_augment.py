@@ -34,7 +34,7 @@ def test_mirror_is_an_exact_flip_and_labels_pass_through():
     half, _ = _run(np.stack([image] * 40), ["mirror"])
     flipped = [(o == image[:, ::-1]).all() for o in half]
     same = [(o == image).all() for o in half]
-    assert all(f or s for f, s in zip(flipped, same)) and 5 < sum(flipped) < 35
+    assert all(f or s for f, s in zip(flipped, same, strict=True)) and 5 < sum(flipped) < 35
 
 
 def test_random_crop_windows_lie_inside_and_differ_per_image():
@@ -192,5 +192,5 @@ def test_batched_datasets_get_per_image_draws_too():
     assert (flipped == image[:, ::-1]).all()
     out = [b[0] for b in augment_batches(batches, [{"random_crop": {"padding": 4}}], seed=1).as_numpy_iterator()]
     again = [b[0] for b in augment_batches(batches, [{"random_crop": {"padding": 4}}], seed=1).as_numpy_iterator()]
-    assert all((a == b).all() for a, b in zip(out, again))
+    assert all((a == b).all() for a, b in zip(out, again, strict=True))
     assert len({o.tobytes() for o in out[0]}) >= 8  # different windows inside one batch

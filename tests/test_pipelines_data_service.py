@@ -1,6 +1,5 @@
 """tf.data service on loopback: one dispatcher and two workers, augmentation on the workers."""
 
-import numpy as np
 import pytest
 import tensorflow as tf
 

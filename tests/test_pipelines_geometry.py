@@ -83,7 +83,7 @@ def test_boxes_that_leave_the_image_are_dropped_with_their_labels():
     far = [{"random_crop": {"scale": [0.1, 0.1]}}]  # a tenth of the area: most objects fall outside
     out = list(augment_dataset(_dataset(images, boxes, points), far, seed=2).as_numpy_iterator())
     kept = [len(e["boxes"]) for e in out]
-    assert 0 in kept and all(len(e["box_labels"]) == k for e, k in zip(out, kept))
+    assert 0 in kept and all(len(e["box_labels"]) == k for e, k in zip(out, kept, strict=True))
     for e in out:
         if not e["keypoint_visible"][0]:
             assert not ((e["keypoints"][0] >= 0) & (e["keypoints"][0] <= 1)).all()

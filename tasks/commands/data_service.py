@@ -33,9 +33,8 @@ def _serve(server, what: str) -> int:
 
 
 def run_dispatcher(args) -> int:
-    from tasks.errors import UserError
-
     from pipelines.data_service import start_dispatcher
+    from tasks.errors import UserError
 
     try:
         server = start_dispatcher(args.port, args.work_dir)
@@ -45,9 +44,8 @@ def run_dispatcher(args) -> int:
 
 
 def run_worker(args) -> int:
-    from tasks.errors import UserError
-
     from pipelines.data_service import start_worker
+    from tasks.errors import UserError
 
     try:
         server = start_worker(args.dispatcher, args.port, args.host)
