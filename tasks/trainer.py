@@ -65,7 +65,15 @@ def recipe_key(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
 def _set_precision(policy: str) -> None:
+    """Set Keras' global dtype policy (``train.precision``); output layers stay float32 in every builder."""
+    if policy not in PRECISIONS:
+        from tasks.errors import UserError
+
+        raise UserError(f"train.precision {policy!r} is unknown; use one of {', '.join(PRECISIONS)}")
     keras.mixed_precision.set_global_policy(policy)
 
 
@@ -77,11 +85,21 @@ def _log_params(log: tracking.SafeLogger, recipe: dict) -> None:
 
 
 def train(recipe: dict, workdir: str | Path = ".") -> TrainResult:
-    """Run ``recipe`` (already validated by ``tasks.recipe.load_recipe``)."""
-    workdir = Path(workdir)
+    """Run ``recipe`` (already validated by ``tasks.recipe.load_recipe``).
+
+    ``train.precision`` sets the global dtype policy for this run only: it is
+    reset to float32 afterwards, so later runs in the same process are unaffected.
+    """
+    _set_precision(recipe["train"]["precision"])
+    try:
+        return _train(recipe, Path(workdir))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(recipe: dict, workdir: Path) -> TrainResult:
     tracking.configure(workdir)
     keras.utils.set_random_seed(recipe["seed"])
-    _set_precision(recipe["train"]["precision"])
     task = get_task_class(recipe["task"])(recipe)
 
     state = workdir / "runs" / recipe_key(recipe)
