@@ -122,6 +122,16 @@ def load_annotated_splits(kind: str, where: str, image_size, seed: int, val_frac
     return scenes.subset(np.sort(train)), scenes.subset(np.sort(val)), scenes.subset(np.sort(test))
 
 
+def fit_scenes(model: keras.Model, inputs: Inputs, callbacks: list, recipe: dict, fresh: bool):
+    """``model.fit``; with a fresh (endless) scene stream an epoch is ``scenes.train`` scenes."""
+    train = recipe["train"]
+    steps = train["steps_per_epoch"]
+    if steps is None and fresh:
+        steps = -(-recipe["scenes"]["train"] // train["batch_size"])
+    return model.fit(inputs.train, validation_data=inputs.val, epochs=train["epochs"], steps_per_epoch=steps,
+                     callbacks=callbacks, verbose=1)
+
+
 def scenes_fingerprint(*parts: Scenes) -> str:
     h = hashlib.sha256()
     for s in parts:
@@ -264,12 +274,7 @@ class DetectionTask(Task):
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     def fit(self, model: keras.Model, inputs: Inputs, callbacks: list) -> keras.callbacks.History:
-        train = self.recipe["train"]
-        steps = train["steps_per_epoch"]
-        if steps is None and self._fresh():  # the fresh stream has no end: an epoch is scenes.train scenes
-            steps = -(-self.recipe["scenes"]["train"] // train["batch_size"])
-        return model.fit(inputs.train, validation_data=inputs.val, epochs=train["epochs"], steps_per_epoch=steps,
-                         callbacks=callbacks, verbose=1)
+        return fit_scenes(model, inputs, callbacks, self.recipe, self._fresh())
 
     def build_model(self, inputs: Inputs) -> keras.Model:
         from models import build

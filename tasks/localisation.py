@@ -2,7 +2,8 @@
 
 Data: scenes (``pipelines.scenes``) holding zero or one real object on a real
 photo, with its exact box and five landmarks read from its mask (centroid,
-top, bottom, left, right). Model ``localiser`` outputs ``[pc, bx, by, bw, bh,
+top, bottom, left, right); with ``scenes.fresh`` (default) every epoch draws
+``scenes.train`` new ones. Model ``localiser`` outputs ``[pc, bx, by, bw, bh,
 classes..., l1x, l1y, ...]``; the loss only looks at ``pc`` when there is no
 object.
 
@@ -23,10 +24,10 @@ import tensorflow as tf
 import yaml
 
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
-from pipelines.scenes import LANDMARK_NAMES, Scenes
+from pipelines.scenes import LANDMARK_NAMES, Scenes, scene_stream
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from tasks import plots
-from tasks.detection import load_scene_splits, scenes_fingerprint
+from tasks.detection import fit_scenes, load_scene_splits, scene_source, scenes_fingerprint
 from tasks.detection_drawing import draw_detections, tile, write_png
 from tasks.errors import UserError
 from tasks.metrics_map import box_iou
@@ -67,7 +68,7 @@ class LocalisationTask(Task):
     defaults = {
         "data": {"dataset": "scenes:fashion_mnist", "image_size": [64, 64]},
         "model": {"name": "localiser"},
-        "scenes": {"train": 3000, "val": 300, "test": 500, "objects_per_scene": [0, 1],
+        "scenes": {"train": 3000, "val": 300, "test": 500, "fresh": True, "objects_per_scene": [0, 1],
                    "object_size": [20, 40], "max_overlap": 0.0},
         "localisation": {"box_weight": 5.0, "landmark_weight": 5.0, "pc_threshold": 0.6},
     }
@@ -95,11 +96,30 @@ class LocalisationTask(Task):
             return out.batch(bs).prefetch(tf.data.AUTOTUNE)
 
         return Inputs(
-            train=ds(train, True), val=ds(val, False), test=ds(self.test_scenes, False),
+            train=self._fresh_stream(image_size, bs) if self.recipe["scenes"]["fresh"] else ds(train, True),
+            val=ds(val, False), test=ds(self.test_scenes, False),
             input_shape=(int(image_size[0]), int(image_size[1]), 3), class_names=train.class_names,
             info={"fingerprint": scenes_fingerprint(train, val, self.test_scenes),
                   "sizes": {"train": len(train), "val": len(val), "test": len(self.test_scenes)}},
         )
+
+    def _fresh_stream(self, image_size, batch_size: int) -> tf.data.Dataset:
+        """New scenes every epoch (an endless seeded stream): nothing to memorise."""
+        cfg, k = self.recipe["scenes"], self.num_classes
+        data, photos, common = scene_source(self.recipe["data"]["dataset"].partition(":")[2], image_size, cfg)
+        stream = scene_stream(data.x_train, data.y_train, photos, seed=self.recipe["seed"], **common)
+
+        def scenes():
+            for chunk in stream:
+                yield from zip(chunk.images, localisation_targets(chunk, k), strict=True)
+
+        h, w = (int(v) for v in image_size)
+        ds = tf.data.Dataset.from_generator(scenes, output_signature=(
+            tf.TensorSpec([h, w, 3], tf.uint8), tf.TensorSpec([5 + k + 2 * len(LANDMARK_NAMES)], tf.float32)))
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def fit(self, model, inputs, callbacks):
+        return fit_scenes(model, inputs, callbacks, self.recipe, bool(self.recipe["scenes"]["fresh"]))
 
     def build_model(self, inputs: Inputs) -> keras.Model:
         from models import build
