@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -36,7 +37,7 @@ class Splits:
     sizes: dict[str, int]
     fingerprint: str
     skipped: Counter = field(default_factory=Counter)
-    train_arrays: np.ndarray | None = None  # the training images when held in memory
+    train_arrays: np.ndarray | None = None  # the training images, when held in memory unconverted
 
 
 def _split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,7 +98,7 @@ def load_splits(
         class_names=list(data.class_names),
         sizes={"train": len(tr), "val": len(va), "test": len(te)},
         fingerprint=data.fingerprint(),
-        train_arrays=data.x_train[tr],
+        train_arrays=data.x_train[tr] if ch == data.x_train.shape[-1] and not size else None,
     )
 
 
@@ -117,9 +118,7 @@ def _from_files(spec, files, seed, val_fraction, test_fraction, train_limit, tes
         ds = ds.map(lambda p, lb: (decode_image(tf.io.read_file(p), channels, size), lb), num_parallel_calls=AUTOTUNE)
         return ds.ignore_errors()  # a file that passed the header check but fails to decode is dropped
 
-    import hashlib
-
-    digest = hashlib.sha256("\n".join(f"{p}\t{lb}" for p, lb in zip(files.paths, files.labels)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join(f"{p}\t{lb}" for p, lb in zip(files.paths, files.labels, strict=True)).encode()).hexdigest()[:16]
     return Splits(
         train=make(tr),
         val=make(va),
@@ -132,8 +131,22 @@ def _from_files(spec, files, seed, val_fraction, test_fraction, train_limit, tes
     )
 
 
-def batch(ds: tf.data.Dataset, batch_size: int, shuffle_buffer: int = 0, seed: int | None = None, training: bool = False) -> tf.data.Dataset:
-    """Shuffle (training only, reshuffled each epoch), batch and prefetch."""
+def batch(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    shuffle_buffer: int = 0,
+    seed: int | None = None,
+    training: bool = False,
+    transform=None,
+) -> tf.data.Dataset:
+    """Shuffle (training only, reshuffled each epoch), batch, ``transform`` the batches, prefetch.
+
+    ``transform(batched_ds) -> batched_ds`` is where per-batch work goes
+    (augmentation, the tf.data service), before ``prefetch``.
+    """
     if training and shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
+    if transform is not None:
+        ds = transform(ds)
+    return ds.prefetch(AUTOTUNE)

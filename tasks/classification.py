@@ -58,12 +58,9 @@ class ClassificationTask(Task):
             )
         except (KeyError, FileNotFoundError, ValueError) as err:
             raise UserError(f"data.dataset {data['dataset']!r}: {str(err).strip(chr(34) + chr(39))}") from None
-        train = splits.train
-        if data["augment"]:
-            train = self._augment(train, splits)
         bs = self.recipe["train"]["batch_size"]
         return Inputs(
-            train=batch(train, bs, data["shuffle_buffer"], seed, training=True),
+            train=batch(splits.train, bs, data["shuffle_buffer"], seed, training=True, transform=self._train_transform(splits)),
             val=batch(splits.val, bs) if splits.val is not None else None,
             test=batch(splits.test, bs) if splits.test is not None else None,
             input_shape=splits.input_shape,
@@ -71,20 +68,49 @@ class ClassificationTask(Task):
             info={"fingerprint": splits.fingerprint, "sizes": splits.sizes, "skipped": dict(splits.skipped)},
         )
 
-    def _augment(self, train: tf.data.Dataset, splits) -> tf.data.Dataset:
-        from pipelines import augment
+    def _train_transform(self, splits):
+        """Per-batch augmentation (each image draws its own parameters), then the tf.data service if set."""
+        from pipelines import augment, data_service
 
-        policy = self.recipe["data"]["augment"]
+        data = self.recipe["data"]
+        policy, service = data["augment"], data["service"]
         try:
             augment.validate_policy(policy)
         except ValueError as err:
             raise UserError(f"data.augment: {err}") from None
-        pca = None
-        if augment.needs_pca(policy):
-            from pipelines.pca_colour import fit_pca
+        try:
+            service_options = data_service.check_options(service) if service else None
+        except (ValueError, TypeError) as err:
+            raise UserError(f"data.service: {err}") from None
+        pca = self._fit_pca(splits) if augment.needs_pca(policy) else None
 
-            pca = fit_pca(splits.train_arrays if splits.train_arrays is not None else np.stack([x for x, _ in train.take(2000).as_numpy_iterator()]))
-        return augment.augment_dataset(train, policy, self.recipe["seed"], pca)
+        def transform(ds):
+            if policy:
+                ds = augment.augment_batches(ds, policy, self.recipe["seed"], pca)
+            if service_options:
+                ds = data_service.distribute(ds, **service_options)
+            return ds
+
+        return transform
+
+    def _fit_pca(self, splits):
+        """AlexNet's PCA colour basis from the training images, stored with the run."""
+        import tempfile
+
+        import mlflow
+        from pipelines.pca_colour import fit_pca
+
+        images = splits.train_arrays
+        if images is None:
+            images = np.stack([x for x, _ in splits.train.take(2000).as_numpy_iterator()])
+        try:
+            pca = fit_pca(images)
+        except ValueError as err:
+            raise UserError(f"data.augment: {err}; set data.channels=3") from None
+        if mlflow.active_run():
+            with tempfile.TemporaryDirectory() as tmp:
+                mlflow.log_artifact(str(pca.save(Path(tmp) / "pca_colour.json")))
+        return pca
 
     def build_losses(self):
         return keras.losses.SparseCategoricalCrossentropy()
@@ -100,6 +126,10 @@ class ClassificationTask(Task):
 
     def log_figures(self, model, inputs, history, out_dir: Path) -> list[Path]:
         out = []
+        if self.recipe["data"]["augment"]:
+            from tasks.commands.augment_preview import write_preview
+
+            out.append(write_preview(self.recipe, out_dir / "augment_preview.png"))
         if history:
             out.append(plots.save(plots.training_curves(history), out_dir / "training_curves.png"))
         if getattr(self, "_probs", None) is not None:

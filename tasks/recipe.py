@@ -39,6 +39,7 @@ BASE_SCHEMA: dict[str, Any] = {
         "channels": None,  # 1 or 3 to convert, None keeps the native channels
         "augment": [],  # augmentation policy: a list of names or {name: {...}}
         "shuffle_buffer": 10000,
+        "service": None,  # {dispatcher: grpc://host:port, mode: ...}: augment on tf.data service workers
     },
     "model": {"name": "lenet5", "options": {}},
     "train": {

@@ -41,7 +41,6 @@ def run(args) -> int:
 
 def _samples(data: dict, count: int, seed: int) -> dict:
     """A few originals of the recipe's dataset: images (list of uint8 HWC), maybe boxes/keypoints."""
-    import numpy as np
 
     spec, size = data["dataset"], data["image_size"]
     kind, _, rest = spec.partition(":")
@@ -73,11 +72,10 @@ def _samples(data: dict, count: int, seed: int) -> dict:
 
         files = sources.csv_manifest(rest) if kind == "csv" else sources.image_folder(rest)
         return {"images": [decode_image(tf.io.read_file(p), data["channels"] or 3, size).numpy() for p in files.paths[:count]]}
-    from pipelines.catalog import load_arrays
+    from pipelines.splits import load_splits
 
-    x = load_arrays(spec).x_train
-    pick = np.random.default_rng(seed).choice(len(x), count, replace=False)
-    return {"images": list(x[pick])}
+    splits = load_splits(spec, seed, train_limit=count, image_size=size, channels=data["channels"])
+    return {"images": [image for image, _ in splits.train.as_numpy_iterator()]}
 
 
 def _augmented(samples: dict, policy: list, versions: int, seed: int) -> list[list[dict]]:
