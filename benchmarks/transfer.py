@@ -1,7 +1,7 @@
 """Transfer learning with 1% of Fashion-MNIST's labels: pretrained vs scratch, staged unfreezing,
 ensemble + 10-crop, and the speed of training the head on cached activations.
 
-    .venv/bin/python benchmarks/transfer.py [--image-size 32] [--labels 600] [--test-limit 10000] [--budget-s 900]
+    .venv/bin/python benchmarks/transfer.py [--image-size 32] [--labels 600] [--test-limit 10000] [--budget-s 900] [--name transfer]
 
 Data: 600 training images (60 per class, seeded) upscaled to RGB ``--image-size``;
 the test set is the full 10,000 (``--test-limit`` lowers it). No validation
@@ -163,6 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--timing-epochs", type=int, default=4)
     p.add_argument("--members", type=int, default=3)
     p.add_argument("--budget-s", type=float, default=900)
+    p.add_argument("--name", default="transfer", help="results file benchmarks/results/NAME.md")
     args = p.parse_args(argv)
 
     import tensorflow as tf
@@ -242,7 +243,8 @@ def main(argv=None) -> int:
         "",
         f"Speed-up: **{speed:.0f}x** per epoch (building the cache once: {timings['cache_build_s']:.1f} s).",
     ]
-    write_section("transfer", "Transfer learning on 1% of Fashion-MNIST", "python benchmarks/transfer.py", "\n".join(body))
+    command = "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_section(args.name, f"Transfer learning on 1% of Fashion-MNIST ({args.image_size} px)", command.strip(), "\n".join(body))
     print(f"per extra member: {per_member:.0f} s")
     return 0
 
