@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import yaml
 
+import mlflow
 from pipelines.splits import batch, load_splits
 from serving.export import CLASS_NAMES_FILE, export_classifier, export_image_model
 from tasks.activation_cache import cached_features, feature_dataset
@@ -244,8 +244,8 @@ class TransferTask(ClassificationTask):
         train = cached_features(backbone, self._plain_train(inputs), key, cache_dir, "train")
         val = cached_features(backbone, inputs.val, key, cache_dir, "val") if inputs.val is not None else None
         mlflow.log_metrics({"cache_hit": float(not train.rebuilt), "cache_seconds": train.seconds + (val.seconds if val else 0.0)})
-        print(f"  activations: {train.features.shape[0]} x {train.features.shape[1]} "
-              f"({'computed in %.1f s' % train.seconds if train.rebuilt else 'from cache'}) {train.path.parent}", flush=True)
+        source = f"computed in {train.seconds:.1f} s" if train.rebuilt else "from cache"
+        print(f"  activations: {train.features.shape[0]} x {train.features.shape[1]} ({source}) {train.path.parent}", flush=True)
         head.compile(optimizer=make_optimizer(stage), loss=self.build_losses(), metrics=self.build_metrics())
         return head.fit(feature_dataset(train, bs, shuffle=True, seed=self.recipe["seed"]),
                         validation_data=feature_dataset(val, bs) if val else None, epochs=stage["epochs"],

@@ -2,11 +2,11 @@
 stage runs -> SavedModel (TF Serving layout, multi-crop outputs); then `convforge ensemble` of two runs,
 and a later run's backbone taken from a finished run and from an export."""
 
-import mlflow
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import mlflow
 from models.backbones import backbone_of, build_backbone
 from pipelines.splits import batch, load_splits
 from serving.loader import load_export, predict_arrays
@@ -65,7 +65,7 @@ def test_export_is_tf_serving_layout_with_multicrop_outputs(runs):
     served = load_export(path)
     assert {"serving_default", "serving_bytes"} <= set(served.signatures)
     recipe = load_recipe("transfer_fashion_mnist_lite0", TINY)
-    images, labels = map(np.concatenate, zip(*_test_split(recipe).as_numpy_iterator()))
+    images, labels = map(np.concatenate, zip(*_test_split(recipe).as_numpy_iterator(), strict=True))
     out = predict_arrays(served, images)
     model = mlflow.keras.load_model(f"runs:/{transfer.run_id}/model")
     _, ten_crop = collect_multicrop(model, _test_split(recipe), "10crop")
@@ -83,7 +83,7 @@ def test_ensemble_command_averages_probabilities_and_exports(runs, capsys):
     a = mlflow.keras.load_model(f"runs:/{transfer.run_id}/model")
     b = mlflow.keras.load_model(f"runs:/{scratch.run_id}/model")
     recipe = load_recipe("transfer_fashion_mnist_lite0", TINY)
-    images, labels = map(np.concatenate, zip(*_test_split(recipe).as_numpy_iterator()))
+    images, labels = map(np.concatenate, zip(*_test_split(recipe).as_numpy_iterator(), strict=True))
     manual = (a.predict(images, verbose=0) + b.predict(images, verbose=0)) / 2
     logged = mlflow.get_run(run_id)
     assert logged.data.params["members"] == f"{transfer.run_id},{scratch.run_id}"

@@ -53,7 +53,7 @@ def _top(model, image, k=3):
 
 def test_converted_lite0_classifies_real_photos():
     model = efficientnet_lite0((224, 224, 3), 1000, weights="imagenet")
-    assert model.count_params() == 4_652_008 + 2 * sum(l.weights[0].shape[-1] for l in model.layers if l.name.endswith("bn"))
+    assert model.count_params() == 4_652_008 + 2 * sum(layer.weights[0].shape[-1] for layer in model.layers if layer.name.endswith("bn"))
     cat = _top(model, photos.chelsea())
     assert cat[0][0] in CATS and cat[0][1] > 0.6, cat
     assert sum(p for i, p in cat if i in CATS) > 0.85, cat

@@ -23,14 +23,13 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     import mlflow
-
     from tasks.ensemble import evaluate_runs, export_ensemble
     from tasks.errors import UserError
 
     if not 0.0 < args.crop_fraction <= 1.0:
         raise UserError(f"--crop-fraction must be in (0, 1]; received {args.crop_fraction}")
     result = evaluate_runs(args.run_ids, args.mode, args.overrides, args.workdir, args.crop_fraction)
-    for i, (run_id, m) in enumerate(zip(args.run_ids, result.member_metrics), start=1):
+    for i, (run_id, m) in enumerate(zip(args.run_ids, result.member_metrics, strict=True), start=1):
         print(f"member {i} {run_id}: test_accuracy {m['test_accuracy']:.4f}  test_loss {m['test_loss']:.4f}")
     for key, value in sorted(result.metrics.items()):
         print(f"ensemble {key}: {value:.4f}")
