@@ -1,0 +1,116 @@
+"""First-step (tracing) time of every bundled recipe, against its steady step time.
+
+    .venv/bin/python benchmarks/first_step.py [--budget 600]   # bounded: recipes not reached in --budget s are listed
+
+For each ``tasks/recipes/*.yaml`` on a tiny slice (classification/transfer:
+``data.train_limit=256``; scenes: 128 training scenes; 1 epoch of 4 steps):
+the task's own ``build_inputs``/``build_model``/``compile``/``fit`` run in
+this process, with one callback recording the time from ``on_train_begin`` to
+the end of the first batch (iterator start + tracing + one step) and the
+median of the later steps. ``first / steady`` says how many steady steps the
+tracing costs: where it exceeds an epoch's step count, tracing dominates a
+short run of that recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+
+from benchmarks.machine import table, write_section  # noqa: E402
+from benchmarks.peak import load_note  # noqa: E402
+from tasks.recipe import load_recipe  # noqa: E402
+from tasks.task import get_task_class  # noqa: E402
+
+RECIPES = Path(__file__).resolve().parents[1] / "tasks" / "recipes"
+COMMON = ["train.epochs=1", "train.steps_per_epoch=4"]
+TINY = {
+    "classification": ["data.train_limit=256", "data.test_limit=64"],
+    "transfer": ["data.train_limit=256", "data.test_limit=64"],
+    "faces": ["data.train_limit=512"],
+    "localisation": ["scenes.train=128", "scenes.val=32", "scenes.test=32"],
+    "detection": ["scenes.train=128", "scenes.val=32", "scenes.test=32"],
+}
+
+
+class StepTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.first: float | None = None
+        self.steps: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        self._begin = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now - self._begin
+        else:
+            self.steps.append(now - self._start)
+
+
+def measure(name: str) -> list:
+    import yaml
+
+    task_name = yaml.safe_load((RECIPES / f"{name}.yaml").read_text()).get("task", "classification")
+    recipe = load_recipe(name, [*COMMON, *TINY.get(task_name, [])])
+    recipe["train"]["steps_per_epoch"] = 4
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(recipe["seed"])
+    keras.mixed_precision.set_global_policy(recipe["train"]["precision"])
+    try:
+        task = get_task_class(recipe["task"])(recipe)
+        inputs = task.build_inputs()
+        inputs.val = None  # the validation trace is a second, separate cost; measured: the training step
+        model = task.build_model(inputs)
+        task.compile(model, inputs)
+        timer = StepTimer()
+        task.fit(model, inputs, [timer])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    steady = statistics.median(timer.steps) if timer.steps else float("nan")
+    return [name, recipe["model"]["name"], f"{timer.first:.1f}", f"{steady:.3f}", f"{timer.first / steady:.0f}"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=600, help="stop starting recipes after this many seconds")
+    parser.add_argument("--only", nargs="*", help="recipe names")
+    args = parser.parse_args(argv)
+    names = args.only or sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    deadline = time.time() + args.budget
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)  # caches and checkpoints a task may write
+        for name in names:
+            if time.time() > deadline:
+                rows.append([name, "", "not reached (budget)", "", ""])
+                continue
+            try:
+                rows.append(measure(name))
+            except Exception as err:  # noqa: BLE001 - a recipe that cannot run here is reported, not fatal
+                rows.append([name, "", f"not measured: {type(err).__name__}: {str(err).splitlines()[0][:90]}", "", ""])
+            print(rows[-1], flush=True)
+    body = (table(["recipe", "model", "first step s (trace + 1 step)", "steady step s", "first / steady"], rows)
+            + f"\n\nTiny slices (see the script), 4 steps, measured in one process under {load_note()}.")
+    write_section("first_step", "First-step (tracing) time per recipe", ".venv/bin/python benchmarks/first_step.py", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

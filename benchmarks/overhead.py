@@ -1,0 +1,141 @@
+"""Framework overhead: the convforge trainer against a bare ``model.fit`` on cached tensors.
+
+    .venv/bin/python benchmarks/overhead.py        # ~3-4 minutes on 2 cores (bounded by --reps)
+
+Same model (LeNet-5), same batches: the Fashion-MNIST recipe on a fixed
+10,000-image slice (``data.train_limit=10000``, no augmentation, batch 64),
+4 epochs.
+
+- ``convforge``: ``tasks.trainer.train`` (tf.data pipeline with shuffling,
+  the trainer's callbacks: NaN guard, per-epoch MLflow metrics,
+  BackupAndRestore; an MLflow SQLite store in a temp folder), timed per epoch
+  by one extra callback added to the task's ``fit``.
+- ``bare``: the same batches materialised once into tensors
+  (``tf.data.Dataset.from_tensor_slices(...).cache()``), a fresh LeNet-5
+  compiled the same way, ``model.fit`` with no callbacks and ``verbose=0``.
+
+Steady-state overhead = median epoch time (epochs 2..4, tracing excluded) of
+convforge / bare - 1, per rep, then the median over the interleaved reps.
+The whole run's fixed costs (data loading, evaluation, figures, MLflow model
+logging, SavedModel export) are reported separately. Goal (issue 10): <= 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks.machine import table, write_section  # noqa: E402
+from benchmarks.peak import load_note  # noqa: E402
+from tasks.classification import ClassificationTask  # noqa: E402
+from tasks.recipe import load_recipe  # noqa: E402
+from tasks.trainer import train  # noqa: E402
+
+EPOCHS = 4
+OVERRIDES = ["data.train_limit=10000", "data.test_limit=1000", "data.augment=[]", "train.batch_size=64", f"train.epochs={EPOCHS}"]
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def run_convforge(recipe: dict) -> tuple[list[float], float]:
+    timer = EpochTimer()
+    original = ClassificationTask.fit
+    ClassificationTask.fit = lambda self, model, inputs, callbacks: original(self, model, inputs, [*callbacks, timer])
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+            start = time.perf_counter()
+            train(recipe, tmp)
+            total = time.perf_counter() - start
+    finally:
+        ClassificationTask.fit = original
+    return timer.times, total
+
+
+def cached_batches(recipe: dict):
+    """The trainer's own train/val batches for this recipe, materialised once (one epoch's order)."""
+    inputs = ClassificationTask(recipe).build_inputs()
+
+    def materialise(ds):
+        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    return materialise(inputs.train), materialise(inputs.val), inputs
+
+
+def run_bare(recipe: dict, train_xy, val_xy, inputs) -> tuple[list[float], float]:
+    bs = recipe["train"]["batch_size"]
+    train_ds = tf.data.Dataset.from_tensor_slices(train_xy).batch(bs).cache()
+    val_ds = tf.data.Dataset.from_tensor_slices(val_xy).batch(bs).cache()
+    keras.utils.set_random_seed(recipe["seed"])
+    task = ClassificationTask(recipe)
+    start = time.perf_counter()
+    model = task.build_model(inputs)
+    task.compile(model, inputs)
+    timer = EpochTimer()
+    model.fit(train_ds, validation_data=val_ds, epochs=EPOCHS, callbacks=[timer], verbose=0)
+    return timer.times, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of each (default 3)")
+    args = parser.parse_args(argv)
+    recipe = load_recipe("fashion_mnist_lenet5", OVERRIDES)
+    train_xy, val_xy, inputs = cached_batches(recipe)
+    ratios, epoch_cf, epoch_bare, total_cf, total_bare, first_cf, first_bare = [], [], [], [], [], [], []
+    for rep in range(args.reps):
+        cf, tcf = run_convforge(recipe)
+        bare, tbare = run_bare(recipe, train_xy, val_xy, inputs)
+        epoch_cf.append(statistics.median(cf[1:]))
+        epoch_bare.append(statistics.median(bare[1:]))
+        first_cf.append(cf[0])
+        first_bare.append(bare[0])
+        total_cf.append(tcf)
+        total_bare.append(tbare)
+        ratios.append(epoch_cf[-1] / epoch_bare[-1])
+        print(f"rep {rep + 1}: convforge epochs {[f'{t:.2f}' for t in cf]} total {tcf:.1f}s; "
+              f"bare {[f'{t:.2f}' for t in bare]} total {tbare:.1f}s", flush=True)
+    med = statistics.median
+    overhead = med(ratios) - 1
+    rows = [
+        ["steady epoch (2..4) s", f"{med(epoch_cf):.2f}", f"{med(epoch_bare):.2f}", f"{overhead * 100:+.1f}%",
+         f"<= 5%: {'met' if overhead <= 0.05 else 'NOT met'}"],
+        ["first epoch (tracing) s", f"{med(first_cf):.2f}", f"{med(first_bare):.2f}", f"{(med(first_cf) / med(first_bare) - 1) * 100:+.1f}%", ""],
+        ["whole run s (fit + fixed costs)", f"{med(total_cf):.1f}", f"{med(total_bare):.1f}", f"{(med(total_cf) / med(total_bare) - 1) * 100:+.0f}%",
+         "fixed costs: data loading, evaluation, figures, MLflow model logging, SavedModel export"],
+    ]
+    steps = len(train_xy[0]) // recipe["train"]["batch_size"] + 1
+    body = (table(["LeNet-5, Fashion-MNIST 10k slice, batch 64", "convforge train", "bare model.fit (cached)", "overhead", "goal"], rows)
+            + f"\n\n{steps} training steps + validation per epoch, {EPOCHS} epochs; medians over {args.reps} interleaved reps "
+            f"(overhead: median of per-rep ratios). Measured under {load_note()}.")
+    write_section("overhead", "Framework overhead: convforge trainer against a bare model.fit",
+                  ".venv/bin/python benchmarks/overhead.py", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""ResNet-50 training FLOP efficiency against the machine's matmul peak, float32 and mixed_bfloat16.
+
+    .venv/bin/python benchmarks/training_efficiency.py [--budget 540]   # bounded by --budget seconds (+ ~1 min tracing)
+
+Models: the project's ``models.build("resnet50")`` and, for reference,
+``keras.applications.ResNet50(weights=None)``, both at 96x96x3, 10 classes,
+batch 32, SGD, on one fixed random batch (the data pipeline is measured in
+``overhead.py``, not here). Each is built once under the float32 policy and
+once under ``mixed_bfloat16``.
+
+FLOP convention: the forward multiply-accumulates of every Conv/Dense layer
+from the project's own arithmetic (``models.conv_arithmetic.layer_table``),
+x2 FLOPs per multiply-accumulate, x3 for a training step (forward, plus the
+backward pass's gradient w.r.t. the inputs and w.r.t. the weights, each as
+costly as the forward). Batch norm, activations, pooling and additions are not
+counted. Achieved GFLOP/s = that count x batch / step time.
+
+Same-run ratios: every round measures the float32 and bfloat16 matmul peaks
+(``benchmarks/peak.py``) and then a few training steps of each model, so the
+peak and the steps see the same load; the table gives medians over the rounds.
+Goals (issue 10): >= 0.60 of the float32 peak in float32, >= 0.80 of the
+float32 peak with mixed_bfloat16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import models  # noqa: E402
+from benchmarks.machine import table, write_section  # noqa: E402
+from benchmarks.peak import load_note, matmul_gflops  # noqa: E402
+from models.conv_arithmetic import layer_table  # noqa: E402
+
+SIZE, BATCH, CLASSES = 96, 32, 10
+
+
+def train_flops_per_example(model: keras.Model) -> int:
+    """Forward multiply-accumulates x 2 FLOPs x 3 (forward + backward) for one example."""
+    return 6 * sum(row.multiplies for row in layer_table(model))
+
+
+def build(which: str, policy: str) -> keras.Model:
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        if which == "convforge resnet50":
+            model = models.build("resnet50", (SIZE, SIZE, 3), CLASSES)
+        else:
+            model = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3), classes=CLASSES)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
+    return model
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=540, help="seconds of timed rounds after tracing (default 540)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per model per round")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = rng.integers(0, CLASSES, BATCH)
+    configs = [(w, p) for w in ("convforge resnet50", "keras.applications.ResNet50") for p in ("float32", "mixed_bfloat16")]
+    nets, flops, trace_s = {}, {}, {}
+    for which, policy in configs:
+        model = build(which, policy)
+        x = images if which.startswith("convforge") else images.astype("float32")
+        start = time.perf_counter()
+        model.train_on_batch(x, labels)  # trace
+        trace_s[(which, policy)] = time.perf_counter() - start
+        nets[(which, policy)] = (model, x)
+        flops[(which, policy)] = train_flops_per_example(model) * BATCH
+    peaks = {"float32": [], "bfloat16": []}
+    rates = {c: [] for c in configs}
+    deadline = time.time() + args.budget
+    rounds = 0
+    while rounds < 2 or (time.time() < deadline and rounds < 8):
+        for dtype in peaks:
+            peaks[dtype].append(matmul_gflops(dtype))
+        for cfg, (model, x) in nets.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model.train_on_batch(x, labels)
+            rates[cfg].append(flops[cfg] * args.steps / (time.perf_counter() - start) / 1e9)
+        rounds += 1
+        print(f"round {rounds}: peaks {peaks['float32'][-1]:.0f}/{peaks['bfloat16'][-1]:.0f}, "
+              + ", ".join(f"{w} {p} {rates[(w, p)][-1]:.0f}" for w, p in configs), flush=True)
+    # ratio per round (same load), then the median over rounds
+    f32 = statistics.median(peaks["float32"])
+    bf16 = statistics.median(peaks["bfloat16"])
+    rows = []
+    for which, policy in configs:
+        ratio = statistics.median(r / p for r, p in zip(rates[(which, policy)], peaks["float32"], strict=True))
+        ratio_bf = statistics.median(r / p for r, p in zip(rates[(which, policy)], peaks["bfloat16"], strict=True))
+        goal = 0.60 if policy == "float32" else 0.80
+        rows.append([which, policy, f"{flops[(which, policy)] / BATCH / 1e9:.2f}", f"{statistics.median(rates[(which, policy)]):.1f}",
+                     f"{ratio:.2f}", f"{ratio_bf:.2f}" if policy != "float32" else "", f">= {goal:.2f}: {'met' if ratio >= goal else 'NOT met'}",
+                     f"{trace_s[(which, policy)]:.0f}"])
+    body = (table(["model (96x96x3, batch 32)", "precision", "train GFLOP/example", "achieved GFLOP/s (median)",
+                   "/ fp32 peak (same round)", "/ bf16 peak", "goal", "first step s"], rows)
+            + f"\n\nSame-run matmul peaks (median of {rounds} rounds): float32 {f32:.1f} GFLOP/s, bfloat16 {bf16:.1f} GFLOP/s "
+            f"(bf16/fp32 {bf16 / f32:.2f}). Measured under {load_note()}: every figure is a share of the cores, the ratios "
+            f"are per round (peak and steps back to back) and then the median. {args.steps} timed steps per model per round. "
+            "FLOPs: forward multiply-accumulates from `models.conv_arithmetic` x2 x3 (see the script's docstring). "
+            "GPU: not measured (the lent GPU machine has no TensorFlow and no registry access; the CPU environment "
+            "exceeds what can be carried to it).")
+    write_section("training_efficiency", "Training FLOP efficiency: ResNet-50 against the same-run matmul peak",
+                  ".venv/bin/python benchmarks/training_efficiency.py", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
