@@ -249,14 +249,15 @@ def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir:
     for epoch in range(int(epoch_var.numpy()), recipe["train"]["epochs"]):
         start = time.perf_counter()
         logs, local = loop.run_epoch(train_ds, True, epoch)
-        train_seconds += time.perf_counter() - start
+        epoch_seconds = time.perf_counter() - start
+        train_seconds += epoch_seconds
         seen += local
         if val_ds is not None:
             val_logs, _ = loop.run_epoch(val_ds, False, epoch)
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
-        print(f"worker {index} epoch {epoch + 1}/{recipe['train']['epochs']}: "
+        print(f"worker {index} epoch {epoch + 1}/{recipe['train']['epochs']} ({epoch_seconds:.2f} s): "
               + " ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)
         if epoch_metrics:
             epoch_metrics.on_epoch_end(epoch, logs)
