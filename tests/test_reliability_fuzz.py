@@ -141,18 +141,18 @@ def test_recipe_yaml_and_train_cli(text):
             assert main(["train", str(path), "--workdir", str(root)]) == 2  # refused before any training
 
 
-@settings(max_examples=30, deadline=15000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(max_examples=60, deadline=15000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(st.one_of(mutated_bytes(GOOD_PNG), mutated_bytes(GOOD_JPEG), st.binary(max_size=300),
                  st.sampled_from([data for data, _ in BAD_IMAGES.values()])))
 def test_image_bytes_check_and_decode(data):
     check_image_bytes(data)  # never raises
     try:
-        image = decode_image(tf.constant(data), 3, (8, 8))
-        assert image.shape == (8, 8, 3)
+        assert DECODE(tf.constant(data)).shape == (8, 8, 3)
     except tf.errors.InvalidArgumentError:
         pass  # the graph's clean refusal (dropped by ignore_errors in every pipeline)
-    ds = tf.data.Dataset.from_tensors(data).map(lambda d: decode_image(d, 3, (8, 8))).ignore_errors()
-    assert len(list(ds)) <= 1
+
+
+DECODE = tf.function(lambda d: decode_image(d, 3, (8, 8)), input_signature=[tf.TensorSpec([], tf.string)])
 
 
 @settings(max_examples=25, deadline=15000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
