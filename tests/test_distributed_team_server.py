@@ -225,7 +225,7 @@ def served(registered, tmp_path_factory):
 def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(req, timeout=60) as r:
+        with urllib.request.urlopen(req, timeout=120) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
