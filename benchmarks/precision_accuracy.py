@@ -56,8 +56,8 @@ def main() -> int:
     body = (table(["precision", f"test accuracy (seeds {', '.join(map(str, SEEDS))})", "mean", "run s (median)"], rows)
             + f"\n\nbf16 - fp32 = {diff * 100:+.2f} points; noise bound {noise * 100:.2f} points: **{verdict}**. "
             "Fixed 10k training slice, 3 epochs, full 10k test set (the recipe's other settings unchanged). "
-            f"Run times are whole `convforge train` runs under {load_note()}; LeNet-5 is too small for bfloat16 "
-            "to pay on this CPU (see training_efficiency for a ResNet).")
+            f"Run times are whole `convforge train` runs under {load_note()}; they include fixed costs "
+            "and are not a speed comparison (see training_efficiency for bfloat16 speed).")
     write_section("precision_accuracy", "Mixed precision: Fashion-MNIST accuracy, float32 against mixed_bfloat16",
                   ".venv/bin/python benchmarks/precision_accuracy.py", body)
     return 0

@@ -17,7 +17,11 @@ counted. Achieved GFLOP/s = that count x batch / step time.
 
 Same-run ratios: every round measures the float32 and bfloat16 matmul peaks
 (``benchmarks/peak.py``) and then a few training steps of each model, so the
-peak and the steps see the same load; the table gives medians over the rounds.
+peak and the steps see the same load. On a shared machine each figure is a
+share of the cores that varies from second to second, so the ratio is taken
+between the BEST round of each (the least disturbed, as in ``one_by_one.py``):
+best achieved GFLOP/s / best float32 peak of the same run. The median of the
+per-round ratios is shown next to it.
 Goals (issue 10): >= 0.60 of the float32 peak in float32, >= 0.80 of the
 float32 peak with mixed_bfloat16.
 """
@@ -87,7 +91,7 @@ def main(argv=None) -> int:
     rounds = 0
     while rounds < 2 or (time.time() < deadline and rounds < 8):
         for dtype in peaks:
-            peaks[dtype].append(matmul_gflops(dtype))
+            peaks[dtype].append(matmul_gflops(dtype, reps=5))
         for cfg, (model, x) in nets.items():
             start = time.perf_counter()
             for _ in range(args.steps):
@@ -96,22 +100,23 @@ def main(argv=None) -> int:
         rounds += 1
         print(f"round {rounds}: peaks {peaks['float32'][-1]:.0f}/{peaks['bfloat16'][-1]:.0f}, "
               + ", ".join(f"{w} {p} {rates[(w, p)][-1]:.0f}" for w, p in configs), flush=True)
-    # ratio per round (same load), then the median over rounds
-    f32 = statistics.median(peaks["float32"])
-    bf16 = statistics.median(peaks["bfloat16"])
+    # best of the run (least disturbed) for the goal; the per-round ratios for the spread
+    f32, bf16 = max(peaks["float32"]), max(peaks["bfloat16"])
     rows = []
     for which, policy in configs:
-        ratio = statistics.median(r / p for r, p in zip(rates[(which, policy)], peaks["float32"], strict=True))
-        ratio_bf = statistics.median(r / p for r, p in zip(rates[(which, policy)], peaks["bfloat16"], strict=True))
+        best = max(rates[(which, policy)])
+        ratio = best / max(peaks["float32"])
+        ratio_bf = best / max(peaks["bfloat16"])
+        per_round = statistics.median(r / p for r, p in zip(rates[(which, policy)], peaks["float32"], strict=True))
         goal = 0.60 if policy == "float32" else 0.80
-        rows.append([which, policy, f"{flops[(which, policy)] / BATCH / 1e9:.2f}", f"{statistics.median(rates[(which, policy)]):.1f}",
-                     f"{ratio:.2f}", f"{ratio_bf:.2f}" if policy != "float32" else "", f">= {goal:.2f}: {'met' if ratio >= goal else 'NOT met'}",
-                     f"{trace_s[(which, policy)]:.0f}"])
-    body = (table(["model (96x96x3, batch 32)", "precision", "train GFLOP/example", "achieved GFLOP/s (median)",
-                   "/ fp32 peak (same round)", "/ bf16 peak", "goal", "first step s"], rows)
-            + f"\n\nSame-run matmul peaks (median of {rounds} rounds): float32 {f32:.1f} GFLOP/s, bfloat16 {bf16:.1f} GFLOP/s "
-            f"(bf16/fp32 {bf16 / f32:.2f}). Measured under {load_note()}: every figure is a share of the cores, the ratios "
-            f"are per round (peak and steps back to back) and then the median. {args.steps} timed steps per model per round. "
+        rows.append([which, policy, f"{flops[(which, policy)] / BATCH / 1e9:.2f}", f"{best:.1f}",
+                     f"{ratio:.2f}", f"{per_round:.2f}", f"{ratio_bf:.2f}" if policy != "float32" else "",
+                     f">= {goal:.2f}: {'met' if ratio >= goal else 'NOT met'}", f"{trace_s[(which, policy)]:.0f}"])
+    body = (table(["model (96x96x3, batch 32)", "precision", "train GFLOP/example", "achieved GFLOP/s (best round)",
+                   "/ fp32 peak (best of run)", "median per-round ratio", "/ bf16 peak", "goal", "first step s"], rows)
+            + f"\n\nSame-run matmul peaks (best of {rounds} rounds): float32 {f32:.1f} GFLOP/s, bfloat16 {bf16:.1f} GFLOP/s "
+            f"(bf16/fp32 {bf16 / f32:.2f}). Measured under {load_note()}: every figure is a share of the cores; "
+            f"{args.steps} timed steps per model per round. "
             "FLOPs: forward multiply-accumulates from `models.conv_arithmetic` x2 x3 (see the script's docstring). "
             "GPU: not measured (the lent GPU machine has no TensorFlow and no registry access; the CPU environment "
             "exceeds what can be carried to it).")
