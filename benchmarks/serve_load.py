@@ -39,10 +39,10 @@ CLIENTS = (1, 4, 16)
 STARTUP_TIMEOUT_S = 300
 
 
-def post(url: str, body: bytes, content_type: str = "application/json") -> int:
+def post(url: str, body: bytes, content_type: str = "application/json", timeout: float = 30) -> int:
     req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             r.read()
             return r.status
     except urllib.error.HTTPError as err:
@@ -156,7 +156,11 @@ def main() -> None:
         try:
             post(url, bodies[0])  # warm-up: first call traces the graph
             levels = [(n, load_level(url, bodies, n, args.seconds, args.max_requests)) for n in CLIENTS]
-            bad = {label: (post(url, body, ctype), post(url, bodies[0])) for label, (body, ctype) in malformed(images[:2]).items()}
+            bad = {}
+            for label, (body, ctype) in malformed(images[:2]).items():
+                start = time.perf_counter()
+                status = post(url, body, ctype, timeout=120)
+                bad[label] = (status, f"{1000 * (time.perf_counter() - start):.0f}", f"{len(body) / 1e6:.2f}", post(url, bodies[0]))
             alive = proc.poll() is None
         finally:
             if proc.poll() is None:
@@ -168,8 +172,9 @@ def main() -> None:
     body += ("\n\nOne 28x28 Fashion-MNIST test image per request (JSON `{\"inputs\": ...}`), `mlflow models serve "
              "--env-manager local` with its default single worker, LeNet-5 export behind convforge's strict pyfunc; "
              f"each level runs {args.seconds:g} s or {args.max_requests} requests. Clients and server share the machine.\n\n")
-    body += table(["malformed payload", "status", "next good request"], [[k, a, b] for k, (a, b) in bad.items()])
+    body += table(["malformed payload", "status", "answered in ms", "body MB", "next good request"], [[k, *v] for k, v in bad.items()])
     body += f"\n\nServer still running after the malformed payloads: {'yes' if alive else 'NO'}."
+    body += f"\n\nLoad average (1 min) when the run ended: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."
     write_section("serve_load", "Serving under load (mlflow models serve, loopback)",
                   f".venv/bin/python benchmarks/serve_load.py --seconds {args.seconds:g} --max-requests {args.max_requests}", body)
 
