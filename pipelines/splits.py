@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -67,8 +68,13 @@ def load_splits(
     test_limit: int | None = None,
     image_size: tuple[int, int] | None = None,
     channels: int | None = None,
+    derive: str | dict | None = None,
 ) -> Splits:
-    """Load ``spec`` and split it; see the module docstring for the spec forms."""
+    """Load ``spec`` and split it; see the module docstring for the spec forms.
+
+    ``derive`` (catalog sets only) turns the images into 1D sequences or 3D
+    clips with ``pipelines.derived.derive`` (e.g. ``"rows"``).
+    """
     size = tuple(image_size) if image_size else None
     if spec.startswith(("folder:", "csv:")):
         kind, path = spec.split(":", 1)
@@ -77,6 +83,8 @@ def load_splits(
             raise ValueError(f"dataset {spec!r} has no readable images (skipped: {dict(files.skipped) or 'none'})")
         return _from_files(spec, files, seed, val_fraction, test_fraction, train_limit, test_limit, size, channels or 3)
     data = catalog.load_arrays(spec)
+    if derive:
+        return _derived(data, derive, seed, val_fraction, train_limit, test_limit)
     tr, va, _ = _split_indices(len(data.x_train), (val_fraction, 0.0), seed)
     tr = _limit(tr, train_limit)
     va = _limit(va, None if train_limit is None else max(1, int(round(train_limit * val_fraction))))
@@ -99,6 +107,29 @@ def load_splits(
         sizes={"train": len(tr), "val": len(va), "test": len(te)},
         fingerprint=data.fingerprint(),
         train_arrays=data.x_train[tr] if ch == data.x_train.shape[-1] and not size else None,
+    )
+
+
+def _derived(data, spec, seed, val_fraction, train_limit, test_limit) -> Splits:
+    """Catalog arrays turned into sequences or clips (no resizing, no channel change)."""
+    from pipelines.derived import derive
+
+    tr, va, _ = _split_indices(len(data.x_train), (val_fraction, 0.0), seed)
+    tr = _limit(tr, train_limit)
+    va = _limit(va, None if train_limit is None else max(1, int(round(train_limit * val_fraction))))
+    te = _limit(np.arange(len(data.x_test)), test_limit)
+    parts = {name: derive(spec, x[idx], y[idx]) for name, (x, y, idx) in
+             {"train": (data.x_train, data.y_train, tr), "val": (data.x_train, data.y_train, va),
+              "test": (data.x_test, data.y_test, te)}.items() if len(idx)}
+    make = {name: tf.data.Dataset.from_tensor_slices(xy) for name, xy in parts.items()}
+    return Splits(
+        train=make["train"],
+        val=make.get("val"),
+        test=make.get("test"),
+        input_shape=tuple(int(d) for d in parts["train"][0].shape[1:]),
+        class_names=list(data.class_names),
+        sizes={"train": len(tr), "val": len(va), "test": len(te)},
+        fingerprint=f"{data.fingerprint()}-{json.dumps(spec, sort_keys=True)}",
     )
 
 

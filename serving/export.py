@@ -90,10 +90,7 @@ def export_image_model(
             input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
         )
         archive.write_out(str(path), verbose=False)
-        if assets:
-            (path / "assets").mkdir(exist_ok=True)
-            for filename, text in assets.items():
-                (path / "assets" / filename).write_text(text)
+        _write_assets(path, assets)
 
     return write_version(root, name, writer)
 
@@ -107,13 +104,44 @@ def export_classifier(
     any extra ``assets`` (e.g. the recipe that trained the model).
     """
     h, w, c = model.input_shape[1:4]
+    files = {CLASS_NAMES_FILE: "\n".join(class_names) + "\n", **(assets or {})}
+    return export_image_model(_classifier_outputs(model), model, root, name, (h, w), c, files)
 
-    def serve(images):
-        probs = tf.cast(model(images, training=False), tf.float32)
+
+def _classifier_outputs(model: keras.Model):
+    def serve(inputs):
+        probs = tf.cast(model(inputs, training=False), tf.float32)
         return {"probabilities": probs, "class_id": tf.argmax(probs, axis=-1, output_type=tf.int32)}
 
+    return serve
+
+
+def export_tensor_classifier(
+    model: keras.Model, root: str | Path, name: str, class_names: list[str], assets: dict[str, str] | None = None
+) -> Path:
+    """Export a classifier of non-image inputs (1D sequences, 3D clips).
+
+    One signature, ``serving_default``: ``inputs`` of the model's own dtype and
+    shape ``[N, ...]``; outputs ``probabilities`` and ``class_id`` as for images.
+    """
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], model.inputs[0].dtype, name="inputs")
     files = {CLASS_NAMES_FILE: "\n".join(class_names) + "\n", **(assets or {})}
-    return export_image_model(serve, model, root, name, (h, w), c, files)
+
+    def writer(path: Path) -> None:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", _classifier_outputs(model), input_signature=[spec])
+        archive.write_out(str(path), verbose=False)
+        _write_assets(path, files)
+
+    return write_version(root, name, writer)
+
+
+def _write_assets(path: Path, assets: dict[str, str] | None) -> None:
+    if assets:
+        (path / "assets").mkdir(exist_ok=True)
+        for filename, text in assets.items():
+            (path / "assets" / filename).write_text(text)
 
 
 def read_class_names(export_path: str | Path) -> list[str]:

@@ -17,7 +17,7 @@ import tensorflow as tf
 import yaml
 
 from pipelines.splits import batch, load_splits
-from serving.export import export_classifier
+from serving.export import export_classifier, export_tensor_classifier
 from tasks import plots
 from tasks.errors import UserError
 from tasks.task import RECIPE_ASSET, Inputs, Task, register_task
@@ -54,10 +54,12 @@ class ClassificationTask(Task):
         try:
             splits = load_splits(
                 data["dataset"], seed, data["val_fraction"], data["test_fraction"],
-                data["train_limit"], data["test_limit"], data["image_size"], data["channels"],
+                data["train_limit"], data["test_limit"], data["image_size"], data["channels"], data["derive"],
             )
         except (KeyError, FileNotFoundError, ValueError) as err:
             raise UserError(f"data.dataset {data['dataset']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+        if data["derive"] and data["augment"]:
+            raise UserError("data.augment works on images; remove it or data.derive (sequences/clips are not augmented)")
         bs = self.recipe["train"]["batch_size"]
         return Inputs(
             train=batch(splits.train, bs, data["shuffle_buffer"], seed, training=True, transform=self._train_transform(splits)),
@@ -118,10 +120,45 @@ class ClassificationTask(Task):
     def build_metrics(self) -> list:
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
+    # Models with auxiliary side classifiers (Inception v1, aux=True) have dict outputs
+    # {"main", "aux1", "aux2"}: every head gets the same labels, the side heads weigh AUX_LOSS_WEIGHT,
+    # and only "main" is evaluated, logged and exported.
+    def compile(self, model: keras.Model, inputs: Inputs | None = None) -> None:
+        if not isinstance(model.output, dict):
+            return super().compile(model, inputs)
+        from models.inception import AUX_LOSS_WEIGHT
+
+        steps = -(-inputs.info["sizes"]["train"] // self.recipe["train"]["batch_size"]) if inputs else None
+        keys = sorted(model.output)
+        model.compile(
+            optimizer=self.build_optimizer(steps),
+            loss={k: self.build_losses() for k in keys},
+            loss_weights={k: 1.0 if k == "main" else AUX_LOSS_WEIGHT for k in keys},
+            metrics={"main": self.build_metrics()},
+        )
+
+    def fit(self, model: keras.Model, inputs: Inputs, callbacks: list):
+        if not isinstance(model.output, dict):
+            return super().fit(model, inputs, callbacks)
+        keys = sorted(model.output)
+
+        def per_head(ds):
+            return None if ds is None else ds.map(lambda x, y: (x, {k: y for k in keys}))
+
+        heads = Inputs(per_head(inputs.train), per_head(inputs.val), None, inputs.input_shape, inputs.class_names, inputs.info)
+        return super().fit(model, heads, callbacks)
+
+    def inference_model(self, model: keras.Model) -> keras.Model:
+        if isinstance(model.output, dict):
+            from models.inception import inference_model
+
+            return inference_model(model)
+        return model
+
     def evaluate(self, model: keras.Model, inputs: Inputs) -> dict[str, float]:
         if inputs.test is None:
             return {}
-        self._labels, self._probs = collect_predictions(model, inputs.test)
+        self._labels, self._probs = collect_predictions(self.inference_model(model), inputs.test)
         return classification_metrics(self._labels, self._probs)
 
     def log_figures(self, model, inputs, history, out_dir: Path) -> list[Path]:
@@ -138,4 +175,8 @@ class ClassificationTask(Task):
         return out
 
     def export(self, model, inputs, root, name) -> Path:
-        return export_classifier(model, root, name, inputs.class_names, {RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False)})
+        model = self.inference_model(model)
+        assets = {RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False)}
+        if len(model.input_shape) != 4:  # 1D sequences / 3D clips: the raw tensor in, no image decoding
+            return export_tensor_classifier(model, root, name, inputs.class_names, assets)
+        return export_classifier(model, root, name, inputs.class_names, assets)

@@ -38,6 +38,7 @@ BASE_SCHEMA: dict[str, Any] = {
         "image_size": None,  # [H, W] to resize to, None keeps the native size
         "channels": None,  # 1 or 3 to convert, None keeps the native channels
         "augment": [],  # augmentation policy: a list of names or {name: {...}}
+        "derive": None,  # rows | raster | {clip: {frames: 8, step: 2}}: images as 1D sequences / 3D clips
         "shuffle_buffer": 10000,
         "service": None,  # {dispatcher: grpc://host:port, mode: ...}: augment on tf.data service workers
     },

@@ -94,8 +94,12 @@ class Task:
             return build(spec["name"], inputs.input_shape, len(inputs.class_names), **spec["options"])
         except KeyError as err:
             raise UserError(str(err).strip("\"'")) from None
-        except TypeError as err:
-            raise UserError(f"model.options for {spec['name']!r}: {err}") from None
+        except (TypeError, ValueError) as err:
+            raise UserError(f"model {spec['name']!r} with options {spec['options']} on input {inputs.input_shape}: {err}") from None
+
+    def inference_model(self, model: keras.Model) -> keras.Model:
+        """The model that is evaluated, logged and served (training-only outputs dropped)."""
+        return model
 
     def build_losses(self):
         raise NotImplementedError

@@ -140,7 +140,7 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
         with tempfile.TemporaryDirectory() as tmp:
             for png in task.log_figures(model, inputs, getattr(history, "history", {}), Path(tmp)):
                 log("log_artifact", str(png), "figures")
-        _log_model(log, model)
+        _log_model(log, task.inference_model(model))
         export_path = None
         if recipe["export"]["enabled"]:
             name = recipe["export"]["name"] or f"{recipe['data']['dataset']}_{recipe['model']['name']}".replace(":", "_").replace("/", "_")

@@ -47,7 +47,7 @@ def run(args) -> int:
     data = recipe["data"]
     try:
         splits = load_splits(data["dataset"], recipe["seed"], data["val_fraction"], data.get("test_fraction", 0.1),
-                             data["train_limit"], data["test_limit"], data["image_size"], data["channels"])
+                             data["train_limit"], data["test_limit"], data["image_size"], data["channels"], data.get("derive"))
     except (KeyError, FileNotFoundError, ValueError) as err:
         raise UserError(f"data.dataset {data['dataset']!r}: {err}") from None
     ds = getattr(splits, args.split)
