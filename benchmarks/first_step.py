@@ -7,8 +7,9 @@ For each ``tasks/recipes/*.yaml`` on a tiny slice (classification/transfer:
 the task's own ``build_inputs``/``build_model``/``compile``/``fit`` run in
 this process, with one callback recording the time from ``on_train_begin`` to
 the end of the first batch (iterator start + tracing + one step) and the
-median of the later steps. ``first / steady`` says how many steady steps the
-tracing costs: where it exceeds an epoch's step count, tracing dominates a
+median of the later steps, in wall and in process CPU seconds (the machine is
+shared: CPU time is the load-independent figure). ``first / steady`` (CPU)
+says how many steady steps the tracing costs: where it exceeds an epoch's step count, tracing dominates a
 short run of that recipe.
 """
 
@@ -45,23 +46,31 @@ TINY = {
 
 
 class StepTimer(keras.callbacks.Callback):
+    """Wall and process-CPU seconds of the first batch (from ``on_train_begin``) and of each later batch."""
+
     def __init__(self):
         super().__init__()
-        self.first: float | None = None
-        self.steps: list[float] = []
+        self.first: tuple[float, float] | None = None
+        self.steps: list[tuple[float, float]] = []
+
+    @staticmethod
+    def _now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
 
     def on_train_begin(self, logs=None):
-        self._begin = time.perf_counter()
+        self._begin = self._now()
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
+        self._start = self._now()
 
     def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
+        now = self._now()
+        since = self._begin if self.first is None else self._start
+        took = (now[0] - since[0], now[1] - since[1])
         if self.first is None:
-            self.first = now - self._begin
+            self.first = took
         else:
-            self.steps.append(now - self._start)
+            self.steps.append(took)
 
 
 def measure(name: str) -> list:
@@ -83,8 +92,10 @@ def measure(name: str) -> list:
         task.fit(model, inputs, [timer])
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    steady = statistics.median(timer.steps) if timer.steps else float("nan")
-    return [name, recipe["model"]["name"], f"{timer.first:.1f}", f"{steady:.3f}", f"{timer.first / steady:.0f}"]
+    wall = statistics.median(w for w, _ in timer.steps)
+    cpu = statistics.median(c for _, c in timer.steps)
+    return [name, recipe["model"]["name"], f"{timer.first[0]:.1f}", f"{timer.first[1]:.1f}", f"{wall:.3f}", f"{cpu:.3f}",
+            f"{timer.first[1] / cpu:.0f}"]
 
 
 def main(argv=None) -> int:
@@ -99,15 +110,17 @@ def main(argv=None) -> int:
         os.chdir(tmp)  # caches and checkpoints a task may write
         for name in names:
             if time.time() > deadline:
-                rows.append([name, "", "not reached (budget)", "", ""])
+                rows.append([name, "", "not reached (budget)", "", "", "", ""])
                 continue
             try:
                 rows.append(measure(name))
             except Exception as err:  # noqa: BLE001 - a recipe that cannot run here is reported, not fatal
-                rows.append([name, "", f"not measured: {type(err).__name__}: {str(err).splitlines()[0][:90]}", "", ""])
+                rows.append([name, "", f"not measured: {type(err).__name__}: {str(err).splitlines()[0][:90]}", "", "", "", ""])
             print(rows[-1], flush=True)
-    body = (table(["recipe", "model", "first step s (trace + 1 step)", "steady step s", "first / steady"], rows)
-            + f"\n\nTiny slices (see the script), 4 steps, measured in one process under {load_note()}.")
+    body = (table(["recipe", "model", "first step wall s (trace + 1 step)", "first step CPU s", "steady step wall s",
+                   "steady step CPU s", "first / steady (CPU)"], rows)
+            + f"\n\nTiny slices (see the script), 4 steps, measured in one process under {load_note()}: wall seconds "
+            "are stretched by the load, process CPU seconds (all threads) much less, so the ratio uses CPU time.")
     write_section("first_step", "First-step (tracing) time per recipe", ".venv/bin/python benchmarks/first_step.py", body)
     return 0
 
