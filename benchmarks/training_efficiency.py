@@ -1,6 +1,6 @@
 """ResNet-50 training FLOP efficiency against the machine's matmul peak, float32 and mixed_bfloat16.
 
-    .venv/bin/python benchmarks/training_efficiency.py [--budget 540]   # bounded by --budget seconds (+ ~1 min tracing)
+    .venv/bin/python benchmarks/training_efficiency.py [--budget 540]   # --budget s of rounds + tracing 4 ResNet-50s (~8 min at load 16)
 
 Models: the project's ``models.build("resnet50")`` and, for reference,
 ``keras.applications.ResNet50(weights=None)``, both at 96x96x3, 10 classes,
