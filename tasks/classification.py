@@ -96,23 +96,17 @@ class ClassificationTask(Task):
         return transform
 
     def _fit_pca(self, splits):
-        """AlexNet's PCA colour basis from the training images, stored with the run."""
-        import tempfile
-
-        import mlflow
+        """AlexNet's PCA colour basis from the training images (logged with the run by ``log_figures``)."""
         from pipelines.pca_colour import fit_pca
 
         images = splits.train_arrays
         if images is None:
             images = np.stack([x for x, _ in splits.train.take(2000).as_numpy_iterator()])
         try:
-            pca = fit_pca(images)
+            self._pca = fit_pca(images)
         except ValueError as err:
             raise UserError(f"data.augment: {err}; set data.channels=3") from None
-        if mlflow.active_run():
-            with tempfile.TemporaryDirectory() as tmp:
-                mlflow.log_artifact(str(pca.save(Path(tmp) / "pca_colour.json")))
-        return pca
+        return self._pca
 
     def build_losses(self):
         return keras.losses.SparseCategoricalCrossentropy()
@@ -163,6 +157,10 @@ class ClassificationTask(Task):
 
     def log_figures(self, model, inputs, history, out_dir: Path) -> list[Path]:
         out = []
+        if getattr(self, "_pca", None) is not None:
+            import mlflow
+
+            mlflow.log_artifact(str(self._pca.save(out_dir / "pca_colour.json")))
         if self.recipe["data"]["augment"]:
             from tasks.commands.augment_preview import write_preview
 

@@ -20,6 +20,7 @@ import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines (database set-up) are noise here
 
 
 def quiet_tensorflow_import() -> None:
@@ -64,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_tensorflow_import()
-    for name in ("mlflow", "alembic"):  # their INFO lines (database set-up) are noise on a terminal
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         code = args.func(args)
     except UserError as err:

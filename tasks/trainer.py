@@ -102,6 +102,7 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
     keras.utils.set_random_seed(recipe["seed"])
     task = get_task_class(recipe["task"])(recipe)
 
+    inputs = task.build_inputs()  # before the run starts: a bad dataset leaves no run behind
     state = workdir / "runs" / recipe_key(recipe)
     state.mkdir(parents=True, exist_ok=True)
     run_id_file = state / "mlflow_run_id"
@@ -119,7 +120,6 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
             _log_params(log, recipe)
             log("log_dict", recipe, RECIPE_ASSET)
             log("set_tags", {"git_commit": tracking.git_commit(), "task": recipe["task"], "model": recipe["model"]["name"]})
-        inputs = task.build_inputs()
         log("set_tags", {"dataset": recipe["data"]["dataset"], "dataset_fingerprint": inputs.info.get("fingerprint", "")})
         skipped = inputs.info.get("skipped", {})
         if skipped:

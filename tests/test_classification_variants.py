@@ -28,7 +28,8 @@ def test_derived_recipes_train_and_export_the_raw_tensor(recipe_name, derivation
         assert x.shape == (8, 28, 28)  # rows: 28 steps of 28 pixels
     keras_model = mlflow.keras.load_model(f"runs:/{result.run_id}/model")
     served = load_export(result.export_path)
-    out = served.signatures["serving_default"](inputs=tf.constant(x))
+    dtype = served.signatures["serving_default"].structured_input_signature[1]["inputs"].dtype
+    out = served.signatures["serving_default"](inputs=tf.constant(x, dtype=dtype))
     np.testing.assert_allclose(out["probabilities"].numpy(), keras_model.predict(x, verbose=0), atol=1e-5)
     assert "test_accuracy" in result.metrics
 

@@ -62,10 +62,13 @@ def test_corrupt_image(export_dir, capsys, tmp_path):
     assert "bad.png cannot be used (truncated)" in one_error_line(capsys)
 
 
-def test_unknown_dataset(capsys, workdir):
-    assert main(["train", "fashion_mnist_lenet5", "--set", "data.dataset=imagenet21k"]) == 2
-    line = one_error_line(capsys)
-    assert "imagenet21k" in line and "fashion_mnist" in line
+def test_unknown_dataset_exits_2_and_leaves_no_run(tmp_path):
+    out = run_cli("train", "fashion_mnist_lenet5", "--set", "data.dataset=imagenet21k", "--workdir", str(tmp_path))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "imagenet21k" in lines[0] and "fashion_mnist" in lines[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_predict_prints_top_k(export_dir, capsys, tmp_path):
