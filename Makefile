@@ -15,8 +15,11 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 # Reinstall only when the project's requirements change.
+# tensorflow-serving-api pins the full `tensorflow` wheel (which would clash with
+# tensorflow-cpu), so its gRPC protos are installed without dependencies.
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	$(PIP) install --quiet --no-deps "tensorflow-serving-api==2.21.0"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -34,21 +34,18 @@ def load_export(path: str | Path):
 
 def predict_bytes(served, images: list[bytes], batch_size: int = 64) -> dict[str, np.ndarray]:
     """Call ``serving_bytes`` on encoded images in batches; outputs concatenated as numpy."""
-    fn = served.signatures["serving_bytes"]
-    parts: dict[str, list] = {}
-    for i in range(0, len(images), batch_size):
-        out = fn(image_bytes=tf.constant(images[i : i + batch_size]))
-        for key, value in out.items():
-            parts.setdefault(key, []).append(value.numpy())
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    return _call_batched(served.signatures["serving_bytes"], "image_bytes", images, batch_size)
 
 
 def predict_arrays(served, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
     """Call ``serving_default`` on uint8 ``[N, H, W, C]`` in batches."""
-    fn = served.signatures["serving_default"]
+    return _call_batched(served.signatures["serving_default"], "images", images, batch_size)
+
+
+def _call_batched(fn, argument: str, values, batch_size: int) -> dict[str, np.ndarray]:
     parts: dict[str, list] = {}
-    for i in range(0, len(images), batch_size):
-        out = fn(images=tf.constant(images[i : i + batch_size]))
+    for i in range(0, len(values), batch_size):
+        out = fn(**{argument: tf.constant(values[i : i + batch_size])})
         for key, value in out.items():
             parts.setdefault(key, []).append(value.numpy())
     return {k: np.concatenate(v) for k, v in parts.items()}

@@ -46,11 +46,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import mlflow
 from tasks import tracking
 from tasks.errors import UserError
 from tasks.task import RECIPE_ASSET, Inputs, get_task_class
-from tasks.trainer import TrainingDiverged, TrainResult, _log_model, _log_params, recipe_key, train
+from tasks.trainer import TrainingDiverged, TrainResult, log_model, log_params, open_run, recipe_key, train
 
 KINDS = ("multi-worker", "mirrored")
 
@@ -192,24 +191,18 @@ def train_multi_worker(recipe: dict, strategy: tf.distribute.MultiWorkerMirrored
     run_id, log, resume_id = "", None, None
     if chief:
         tracking.configure(workdir)
-        run_id_file = state / "mlflow_run_id"
-        resume_id = run_id_file.read_text().strip() if run_id_file.is_file() else None
-        mlflow.set_experiment(recipe["mlflow"]["experiment"])
-        run = mlflow.start_run(run_id=resume_id, run_name=None if resume_id else recipe["mlflow"]["run_name"])
-        run_id = run.info.run_id
-        run_id_file.write_text(run_id)
-        log = tracking.SafeLogger(state)
+        run_id, log, resume_id = open_run(recipe, state)
     try:
         result = _train_workers(recipe, task, strategy, state, log, resume_id, workdir, index)
         if chief:
-            mlflow.end_run("FINISHED")
+            log.end_run("FINISHED")
     except TrainingDiverged:
         if chief:
-            mlflow.end_run("FAILED")
+            log.end_run("FAILED")
         raise
     except BaseException:
         if chief:
-            mlflow.end_run("KILLED")
+            log.end_run("KILLED")
         raise
     if chief:
         shutil.rmtree(state, ignore_errors=True)
@@ -219,7 +212,7 @@ def train_multi_worker(recipe: dict, strategy: tf.distribute.MultiWorkerMirrored
 def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir: Path, index: int):
     chief = log is not None
     if chief and not resume_id:
-        _log_params(log, recipe)
+        log_params(log, recipe)
         log("log_dict", recipe, RECIPE_ASSET)
         log("set_tags", {"git_commit": tracking.git_commit(), "task": recipe["task"], "model": recipe["model"]["name"],
                          "workers": str(strategy.num_replicas_in_sync)})
@@ -285,7 +278,7 @@ def _finish_on_chief(recipe, task, model, inputs: Inputs, history, log, workdir:
     with tempfile.TemporaryDirectory() as tmp:
         for png in task.log_figures(plain, inputs, history, Path(tmp)):
             log("log_artifact", str(png), "figures")
-    _log_model(log, plain)
+    log_model(log, plain)
     export_path = None
     if recipe["export"]["enabled"]:
         name = recipe["export"]["name"] or f"{recipe['data']['dataset']}_{recipe['model']['name']}".replace(":", "_").replace("/", "_")

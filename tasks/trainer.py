@@ -77,7 +77,7 @@ def _set_precision(policy: str) -> None:
     keras.mixed_precision.set_global_policy(policy)
 
 
-def _log_params(log: tracking.SafeLogger, recipe: dict) -> None:
+def log_params(log: tracking.SafeLogger, recipe: dict) -> None:
     params = {k: (json.dumps(v) if isinstance(v, (list, dict)) else str(v))[:6000] for k, v in flatten(recipe).items()}
     items = list(params.items())
     for i in range(0, len(items), 90):  # MLflow accepts at most 100 params per batch
@@ -97,6 +97,23 @@ def train(recipe: dict, workdir: str | Path = ".") -> TrainResult:
         keras.mixed_precision.set_global_policy("float32")
 
 
+RUN_ID_FILE = "mlflow_run_id"
+
+
+def open_run(recipe: dict, state: Path) -> tuple[str, tracking.SafeLogger, str | None]:
+    """Start (or resume, if ``state`` holds a run id) the recipe's MLflow run.
+
+    Returns ``(run_id, logger, resumed_run_id or None)``; the run id is stored
+    in ``state`` so a rerun after a crash continues the same run.
+    """
+    run_id_file = state / RUN_ID_FILE
+    resume_id = run_id_file.read_text().strip() if run_id_file.is_file() else None
+    mlflow.set_experiment(recipe["mlflow"]["experiment"])
+    run = mlflow.start_run(run_id=resume_id, run_name=None if resume_id else recipe["mlflow"]["run_name"])
+    run_id_file.write_text(run.info.run_id)
+    return run.info.run_id, tracking.SafeLogger(state), resume_id
+
+
 def _train(recipe: dict, workdir: Path) -> TrainResult:
     tracking.configure(workdir)
     keras.utils.set_random_seed(recipe["seed"])
@@ -105,19 +122,13 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
     inputs = task.build_inputs()  # before the run starts: a bad dataset leaves no run behind
     state = workdir / "runs" / recipe_key(recipe)
     state.mkdir(parents=True, exist_ok=True)
-    run_id_file = state / "mlflow_run_id"
-    resume_id = run_id_file.read_text().strip() if run_id_file.is_file() else None
-
-    mlflow.set_experiment(recipe["mlflow"]["experiment"])
-    run = mlflow.start_run(run_id=resume_id, run_name=None if resume_id else recipe["mlflow"]["run_name"])
-    run_id = run.info.run_id
-    run_id_file.write_text(run_id)
-    log = tracking.SafeLogger(state)
+    run_id, log, resume_id = open_run(recipe, state)
+    run_id_file = state / RUN_ID_FILE
     if resume_id:
         print(f"resuming MLflow run {run_id} from {state}")
     try:
         if not resume_id:
-            _log_params(log, recipe)
+            log_params(log, recipe)
             log("log_dict", recipe, RECIPE_ASSET)
             log("set_tags", {"git_commit": tracking.git_commit(), "task": recipe["task"], "model": recipe["model"]["name"]})
         log("set_tags", {"dataset": recipe["data"]["dataset"], "dataset_fingerprint": inputs.info.get("fingerprint", "")})
@@ -140,7 +151,7 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
         with tempfile.TemporaryDirectory() as tmp:
             for png in task.log_figures(model, inputs, getattr(history, "history", {}), Path(tmp)):
                 log("log_artifact", str(png), "figures")
-        _log_model(log, task.inference_model(model))
+        log_model(log, task.inference_model(model))
         export_path = None
         if recipe["export"]["enabled"]:
             name = recipe["export"]["name"] or f"{recipe['data']['dataset']}_{recipe['model']['name']}".replace(":", "_").replace("/", "_")
@@ -161,7 +172,7 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
     return TrainResult(run_id, export_path, metrics, getattr(history, "history", {}))
 
 
-def _log_model(log: tracking.SafeLogger, model: keras.Model) -> None:
+def log_model(log: tracking.SafeLogger, model: keras.Model) -> None:
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 

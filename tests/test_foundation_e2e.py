@@ -38,7 +38,7 @@ def test_run_has_params_metrics_figures_and_model(trained):
     assert run.data.tags["dataset_fingerprint"] == load_arrays("fashion_mnist").fingerprint()
     assert run.data.tags["export_path"] == str(result.export_path)
     figures = {f.path for f in client.list_artifacts(result.run_id, "figures")}
-    assert figures == {"figures/training_curves.png", "figures/confusion_matrix.png"}
+    assert figures == {"figures/training_curves.png", "figures/confusion_matrix.png", "figures/augment_preview.png"}
     reloaded = mlflow.keras.load_model(f"runs:/{result.run_id}/model")
     x = load_arrays("fashion_mnist").x_test[:16]
     assert reloaded.predict(x, verbose=0).shape == (16, 10)
