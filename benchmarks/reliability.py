@@ -155,6 +155,7 @@ def unsafe_models(tmp: Path) -> None:
 
 def nan_loss(tmp: Path) -> None:
     import mlflow
+
     from tasks.recipe import load_recipe
     from tasks.trainer import TrainingDiverged, train
 
@@ -236,6 +237,7 @@ def tracking_outage(tmp: Path) -> None:
     import socket
 
     import mlflow
+
     from tasks.tracking import PENDING_FILE, SafeLogger
 
     with socket.socket() as s:
@@ -260,6 +262,7 @@ def tracking_outage(tmp: Path) -> None:
 
 def kill_9_training(tmp: Path) -> None:
     import mlflow
+
     from tasks.recipe import load_recipe
     from tasks.trainer import recipe_key
 

@@ -54,6 +54,7 @@ def post(url: str, body: bytes, content_type: str = "application/json", timeout:
 def register_model(tmp: Path) -> str:
     """Export an (untrained-size, real-shape) LeNet-5 and register it; returns the tracking URI."""
     import mlflow
+
     import models
     from pipelines.catalog import load_arrays
     from serving.export import export_classifier

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-import mlflow
 
 ARTIFACT = "export"
 MAX_BATCH = 256

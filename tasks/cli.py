@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_tensorflow_import()
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in ("mlflow", "alembic"):  # when mlflow was imported before the env default applied
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         code = args.func(args)
     except UserError as err:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n=== convforge demo ===")
     print("predictions of the exported SavedModel on real Fashion-MNIST test images:")
-    for path, p, label in zip(files, probs, data.y_test[:6]):
+    for path, p, label in zip(files, probs, data.y_test[:6], strict=True):
         print(f"  {path}: {names[p.argmax()]} ({p.max():.2f})   true: {names[label]}")
     print(f"test accuracy:  {result.metrics['test_accuracy']:.4f}  (10,000 test images)")
     print(f"MLflow run id:  {result.run_id}")

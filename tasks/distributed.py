@@ -49,7 +49,16 @@ import tensorflow as tf
 from tasks import tracking
 from tasks.errors import UserError
 from tasks.task import RECIPE_ASSET, Inputs, get_task_class
-from tasks.trainer import TrainingDiverged, TrainResult, log_model, log_params, open_run, recipe_key, train
+from tasks.trainer import (
+    TrainingDiverged,
+    TrainResult,
+    log_model,
+    log_params,
+    open_run,
+    precision_policy,
+    recipe_key,
+    train,
+)
 
 KINDS = ("multi-worker", "mirrored")
 
@@ -179,11 +188,14 @@ class _Loop:
 
 def train_multi_worker(recipe: dict, strategy: tf.distribute.MultiWorkerMirroredStrategy, workdir: str | Path = ".") -> TrainResult:
     """The recipe on every worker of ``TF_CONFIG``; the chief tracks, evaluates and exports."""
-    workdir = Path(workdir)
+    with precision_policy(recipe):
+        return _train_multi_worker(recipe, strategy, Path(workdir))
+
+
+def _train_multi_worker(recipe: dict, strategy, workdir: Path) -> TrainResult:
     config = read_tf_config()
     chief, index = is_chief(config), int(config["task"]["index"])
     keras.utils.set_random_seed(recipe["seed"])
-    keras.mixed_precision.set_global_policy(recipe["train"]["precision"])
     task = get_task_class(recipe["task"])(recipe)
     state = workdir / "runs" / recipe_key(recipe)
     state.mkdir(parents=True, exist_ok=True)

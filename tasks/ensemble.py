@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import yaml
 
-import mlflow
 from tasks.errors import UserError
 
 MEMBERS_FILE = "ensemble_members.txt"  # the member run ids, shipped in the export's assets

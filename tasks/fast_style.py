@@ -173,6 +173,7 @@ def run_fast_style(style: np.ndarray, settings: FastStyleSettings, export_root="
     from pathlib import Path
 
     import mlflow
+
     from tasks.plots import save
     from tasks.style_transfer import StyleSettings, comparison_figure, fit_size, load_image, optimise
     from tasks.tracking import configure

@@ -23,9 +23,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import mlflow
 from mlflow.exceptions import MlflowException
 
-import mlflow
 from tasks.errors import UserError
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")

@@ -240,9 +240,9 @@ def run_style_transfer(
 ) -> StyleResult:
     """``optimise`` inside one MLflow run: params, per-step J/Jc/Js, images every
     ``image_every`` steps (``progress/``), the final G and the C | S | G figure."""
+    import mlflow
     from PIL import Image
 
-    import mlflow
     from tasks.plots import save
     from tasks.tracking import configure
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tasks.errors import UserError
 
-_TASKS: dict[str, type["Task"]] = {}
+_TASKS: dict[str, type[Task]] = {}
 RECIPE_ASSET = "recipe.yaml"  # the resolved recipe, logged to MLflow and shipped in exports
 
 
@@ -47,7 +47,7 @@ def _discover() -> None:
             importlib.import_module(f"tasks.{info.name}")
 
 
-def get_task_class(name: str) -> type["Task"]:
+def get_task_class(name: str) -> type[Task]:
     """The Task class registered as ``name``."""
     if name not in _TASKS:
         _discover()

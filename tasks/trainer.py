@@ -16,6 +16,7 @@ last good checkpoint and marks the MLflow run FAILED.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -84,17 +85,24 @@ def log_params(log: tracking.SafeLogger, recipe: dict) -> None:
         log("log_params", dict(items[i : i + 90]))
 
 
+@contextlib.contextmanager
+def precision_policy(recipe: dict):
+    """``train.precision`` as the global dtype policy inside the block, float32 after it."""
+    _set_precision(recipe["train"]["precision"])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def train(recipe: dict, workdir: str | Path = ".") -> TrainResult:
     """Run ``recipe`` (already validated by ``tasks.recipe.load_recipe``).
 
     ``train.precision`` sets the global dtype policy for this run only: it is
     reset to float32 afterwards, so later runs in the same process are unaffected.
     """
-    _set_precision(recipe["train"]["precision"])
-    try:
+    with precision_policy(recipe):
         return _train(recipe, Path(workdir))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 RUN_ID_FILE = "mlflow_run_id"
@@ -119,7 +127,10 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
     keras.utils.set_random_seed(recipe["seed"])
     task = get_task_class(recipe["task"])(recipe)
 
-    inputs = task.build_inputs()  # before the run starts: a bad dataset leaves no run behind
+    # Data and model first: a bad dataset, model option or weight source leaves no run behind.
+    inputs = task.build_inputs()
+    model = task.build_model(inputs)
+    task.compile(model, inputs)
     state = workdir / "runs" / recipe_key(recipe)
     state.mkdir(parents=True, exist_ok=True)
     run_id, log, resume_id = open_run(recipe, state)
@@ -136,8 +147,6 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
         if skipped:
             log("log_metrics", {f"skipped_{k}": float(v) for k, v in skipped.items()})
         log("log_dict", {"class_names": inputs.class_names, "input_shape": list(inputs.input_shape)}, "inputs.json")
-        model = task.build_model(inputs)
-        task.compile(model, inputs)
         callbacks = [
             StopOnNonFinite(),
             tracking.MlflowEpochMetrics(log),

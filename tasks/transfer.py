@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import yaml
 
-import mlflow
 from pipelines.splits import batch, load_splits
 from serving.export import CLASS_NAMES_FILE, export_classifier, export_image_model
 from tasks.activation_cache import cached_features, feature_dataset

@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 
-import mlflow
 from pipelines.splits import load_splits
 from tasks.cli import main
 from tasks.distributed import weights_digest

@@ -34,12 +34,12 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import psycopg2
 import pytest
 import tensorflow as tf
 
-import mlflow
 from pipelines.catalog import load_arrays
 from serving.loader import load_export, predict_arrays
 from tasks.cli import main

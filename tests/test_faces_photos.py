@@ -146,6 +146,7 @@ def test_another_encoder_is_refused_until_reencode(trained, photos, capsys, tmp_
 
 def test_exported_encoder_reloads_and_returns_the_same_embeddings(trained, photos):
     import mlflow
+
     from serving.face_encoder import FaceEncoder
     from serving.loader import load_export, predict_arrays, predict_bytes
     from serving.verification import read_verification

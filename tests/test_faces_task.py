@@ -2,10 +2,10 @@
 
 import json
 
+import mlflow
 import numpy as np
 import pytest
 
-import mlflow
 from tasks.faces import _pairs, one_shot_accuracy
 from tasks.recipe import load_recipe
 from tasks.trainer import train

@@ -7,6 +7,7 @@ import os
 import time
 from collections import Counter
 
+import mlflow
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,7 +22,6 @@ from reliability_faults import (
     write_bad_images,
 )
 
-import mlflow
 from pipelines.annotations import detection_dataset, read_coco, read_landmarks_csv, read_voc, read_yolo
 from pipelines.identities import identity_dataset, identity_folder
 from pipelines.sources import csv_manifest, image_folder

@@ -86,6 +86,7 @@ def test_three_processes_exporting_at_once_get_complete_distinct_versions(tmp_pa
 
 def test_diverged_run_keeps_the_last_good_export_and_its_resume_state(tmp_path, mlflow_store):
     import mlflow
+
     from tasks.recipe import load_recipe
     from tasks.trainer import TrainingDiverged, recipe_key, train
 

@@ -11,9 +11,9 @@ import urllib.request
 from pathlib import Path
 
 import keras
+import mlflow
 import pytest
 
-import mlflow
 from models.safe_load import load_keras
 from tasks.classification import ClassificationTask
 from tasks.cli import main

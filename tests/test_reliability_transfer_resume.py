@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
-import mlflow
 from tasks.recipe import load_recipe
 from tasks.trainer import recipe_key
 

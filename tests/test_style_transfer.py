@@ -1,10 +1,10 @@
 """Optimising G: a few steps lower J, pixels stay valid, the run is in MLflow, the CLI works."""
 
+import mlflow
 import numpy as np
 import pytest
 from PIL import Image
 
-import mlflow
 from tasks.cli import main
 from tasks.style_transfer import StyleSettings, load_image, optimise, run_style_transfer
 

@@ -2,11 +2,11 @@
 stage runs -> SavedModel (TF Serving layout, multi-crop outputs); then `convforge ensemble` of two runs,
 and a later run's backbone taken from a finished run and from an export."""
 
+import mlflow
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import mlflow
 from models.backbones import backbone_of, build_backbone
 from pipelines.splits import batch, load_splits
 from serving.loader import load_export, predict_arrays

@@ -1,9 +1,9 @@
 """Freeze/unfreeze schedules on a real pretrained backbone (EfficientNet-Lite0) and real Fashion-MNIST images."""
 
+import mlflow
 import numpy as np
 import pytest
 
-import mlflow
 from models.backbones import backbone_blocks, backbone_of
 from tasks.recipe import load_recipe
 from tasks.task import get_task_class

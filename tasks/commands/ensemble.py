@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     import mlflow
+
     from tasks.ensemble import evaluate_runs, export_ensemble
     from tasks.errors import UserError
 

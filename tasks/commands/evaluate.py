@@ -54,7 +54,7 @@ def run(args) -> int:
     if ds is None:
         raise UserError(f"the dataset has no {args.split} split")
     if is_export:
-        images, labels = map(np.concatenate, zip(*[(x, y) for x, y in batch(ds, 512).as_numpy_iterator()]))
+        images, labels = map(np.concatenate, zip(*[(x, y) for x, y in batch(ds, 512).as_numpy_iterator()], strict=True))
         probs = predict_arrays(served, images)["probabilities"]
     else:
         labels, probs = collect_predictions(logged.model, batch(ds, 256))

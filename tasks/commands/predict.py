@@ -74,7 +74,7 @@ def _predict(args, images: list[bytes], export: str) -> int:
     path, served = load_export_or_fail(export)
     names = read_class_names(path)
     probs = predict_bytes(served, images)["probabilities"]
-    for image, p in zip(args.images, probs):
+    for image, p in zip(args.images, probs, strict=True):
         top = np.argsort(p)[::-1][: args.top_k]
         labels = ", ".join(f"{names[i] if i < len(names) else i} {p[i]:.3f}" for i in top)
         print(f"{image}: {labels}")
