@@ -15,6 +15,9 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tasks.cli import quiet_tensorflow_import  # also quiets MLflow's start-up log lines
+
+    quiet_tensorflow_import()
     import tensorflow as tf
 
     from pipelines.catalog import load_arrays
