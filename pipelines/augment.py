@@ -283,6 +283,14 @@ def _whole_pixels(step: Step) -> bool:
     return step.name == "mirror" or (step.name == "random_crop" and step.options["scale"] == [1.0, 1.0])
 
 
+def _checked_steps(policy, pca: PcaColour | None) -> list[Step]:
+    """The validated steps; ValueError if ``pca_colour`` is asked for without a basis."""
+    steps = validate_policy(policy)
+    if any(s.name == "pca_colour" for s in steps) and pca is None:
+        raise ValueError("the policy has pca_colour but no PcaColour was given; fit one with fit_pca(train images)")
+    return steps
+
+
 def _seed_stream(seed: int | None) -> tf.data.Dataset:
     """One int64 per element: repeatable run after run with ``seed``, new every epoch."""
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
@@ -306,11 +314,9 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
         >>> ds = tf.data.Dataset.from_tensor_slices((x_train, y_train))
         >>> ds = augment_dataset(ds, ["mirror", {"rotate": {"degrees": 10}}], seed=1)
     """
-    steps = validate_policy(policy)
+    steps = _checked_steps(policy, pca)
     if not steps:
         return ds
-    if any(s.name == "pca_colour" for s in steps) and pca is None:
-        raise ValueError("the policy has pca_colour but no PcaColour was given; fit one with fit_pca(train images)")
     spec = ds.element_spec
     is_dict = isinstance(spec, dict)
     image_spec = spec["image"] if is_dict else spec[0] if isinstance(spec, tuple) else spec
@@ -362,11 +368,9 @@ def augment_batches(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
     Example:
         >>> train = augment_batches(train.batch(64), ["mirror"], seed=42).prefetch(2)
     """
-    steps = validate_policy(policy)
+    steps = _checked_steps(policy, pca)
     if not steps:
         return ds
-    if any(s.name == "pca_colour" for s in steps) and pca is None:
-        raise ValueError("the policy has pca_colour but no PcaColour was given; fit one with fit_pca(train images)")
     spec = ds.element_spec
     image_spec = spec[0] if isinstance(spec, tuple) else spec
     if image_spec.dtype != tf.uint8 or image_spec.shape.rank != 4:
