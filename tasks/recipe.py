@@ -53,6 +53,7 @@ BASE_SCHEMA: dict[str, Any] = {
         "weight_decay": 0.0,
         "precision": "float32",
         "early_stopping": 0,  # patience in epochs, 0 = off
+        "backup_interval_s": 30,  # resume checkpoint at an epoch end at most this often (0: every epoch)
         "steps_per_epoch": None,
     },
     "export": {"enabled": True, "dir": "exports", "name": None},

@@ -8,9 +8,9 @@ figures and the model, and tags the git commit, the dataset fingerprint and
 the export path.
 
 Reliability: training state lives in ``<workdir>/runs/<recipe-key>/`` (Keras
-``BackupAndRestore`` plus the MLflow run id), so rerunning the same command
-after a crash or ``kill -9`` resumes from the last finished epoch in the SAME
-MLflow run. A NaN/inf loss stops the run at once with the step named, keeps the
+``BackupAndRestore``, written at most every ``train.backup_interval_s``
+seconds, plus the MLflow run id), so rerunning the same command after a crash
+or ``kill -9`` resumes from the last checkpointed epoch in the SAME MLflow run. A NaN/inf loss stops the run at once with the step named, keeps the
 last good checkpoint and marks the MLflow run FAILED.
 """
 
@@ -30,6 +30,7 @@ import mlflow
 import numpy as np
 
 from tasks import tracking
+from tasks.checkpoints import IntervalBackup
 from tasks.recipe import flatten
 from tasks.task import RECIPE_ASSET, get_task_class
 
@@ -150,7 +151,7 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
         callbacks = [
             StopOnNonFinite(),
             tracking.MlflowEpochMetrics(log),
-            keras.callbacks.BackupAndRestore(str(state / "backup")),
+            IntervalBackup(str(state / "backup"), recipe["train"]["backup_interval_s"]),
         ]
         if recipe["train"]["early_stopping"]:
             callbacks.append(keras.callbacks.EarlyStopping(patience=recipe["train"]["early_stopping"], restore_best_weights=True))

@@ -42,6 +42,7 @@ import yaml
 from pipelines.splits import batch, load_splits
 from serving.export import CLASS_NAMES_FILE, export_classifier, export_image_model
 from tasks.activation_cache import cached_features, feature_dataset
+from tasks.checkpoints import IntervalBackup
 from tasks.classification import ClassificationTask, classification_metrics, collect_predictions
 from tasks.errors import UserError
 from tasks.multicrop import MODES, collect_multicrop, multicrop_probabilities
@@ -119,8 +120,8 @@ def _stage_callbacks(callbacks: list, index: int) -> list:
     """The trainer's callbacks, with a resume folder of its own per stage."""
     out = []
     for cb in callbacks:
-        if isinstance(cb, keras.callbacks.BackupAndRestore):
-            cb = keras.callbacks.BackupAndRestore(str(Path(cb.backup_dir) / f"stage{index}"))
+        if isinstance(cb, IntervalBackup):
+            cb = cb.with_dir(str(Path(cb.backup_dir) / f"stage{index}"))
         out.append(cb)
     return out
 

@@ -7,9 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import mlflow
+import numpy as np
 import pytest
 
+from tasks.checkpoints import IntervalBackup
 from tasks.recipe import load_recipe
 from tasks.trainer import TrainingDiverged, recipe_key, train
 
@@ -19,7 +22,8 @@ SMALL = ["data.train_limit=3000", "data.test_limit=200", "train.batch_size=32", 
 
 @pytest.mark.slow
 def test_kill_9_mid_training_resumes_the_same_run(tmp_path):
-    overrides = ["data.train_limit=20000", "data.test_limit=200", "train.batch_size=32", "export.enabled=false", "train.epochs=6"]
+    overrides = ["data.train_limit=20000", "data.test_limit=200", "train.batch_size=32", "export.enabled=false", "train.epochs=6",
+                 "train.backup_interval_s=0"]
     args = [sys.executable, "-m", "tasks.cli", "train", "fashion_mnist_lenet5", "--workdir", str(tmp_path)]
     for o in overrides:
         args += ["--set", o]
@@ -57,3 +61,36 @@ def test_nan_loss_stops_with_the_step_named_and_fails_the_run(tmp_path, mlflow_s
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert runs[0].info.status == "FAILED"
     assert (tmp_path / "runs" / recipe_key(recipe) / "mlflow_run_id").is_file()  # state kept for inspection
+
+
+
+class _CrashAtEpochEnd(keras.callbacks.Callback):
+    """Stops ``fit`` with an exception at the end of epoch ``epoch`` (1-based), after the backup ran."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _tiny_fit(backup_dir, min_interval_s, extra_callbacks):
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(x, np.arange(32) % 3, epochs=5, verbose=0, callbacks=[IntervalBackup(str(backup_dir), min_interval_s), *extra_callbacks])
+
+
+@pytest.mark.parametrize("interval, saved", [(0, True), (3600, False)])
+def test_interval_backup_saves_each_epoch_at_0_and_nothing_within_the_interval(tmp_path, interval, saved):
+    with pytest.raises(KeyboardInterrupt):
+        _tiny_fit(tmp_path, interval, [_CrashAtEpochEnd(2)])
+    meta = list(tmp_path.glob("**/*training_metadata*"))
+    assert bool(meta) == saved
+    seen = []
+    _tiny_fit(tmp_path, interval, [keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch))])
+    assert seen == ([2, 3, 4] if saved else [0, 1, 2, 3, 4])  # resumes after the checkpointed epochs only
+    assert IntervalBackup(str(tmp_path), 7.5).with_dir(str(tmp_path / "b")).min_interval_s == 7.5

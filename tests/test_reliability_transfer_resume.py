@@ -19,7 +19,7 @@ RECIPE = {
     "task": "transfer",
     "data": {"dataset": "fashion_mnist", "train_limit": 3000, "test_limit": 200},
     "model": {"name": "transfer_classifier", "options": {"backbone": "lenet5", "dropout": 0.0}},
-    "train": {"batch_size": 32},
+    "train": {"batch_size": 32, "backup_interval_s": 0},
     "transfer": {"cache_activations": False, "stages": [
         {"train": "head", "epochs": 1, "learning_rate": 0.003},
         {"train": "all", "epochs": 3, "learning_rate": 0.001},
