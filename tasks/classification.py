@@ -20,7 +20,7 @@ from pipelines.splits import batch, load_splits
 from serving.export import export_classifier, export_tensor_classifier
 from tasks import plots
 from tasks.errors import UserError
-from tasks.task import RECIPE_ASSET, Inputs, Task, register_task
+from tasks.task import RECIPE_ASSET, Inputs, Task, compile_model, register_task
 
 
 def collect_predictions(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +124,8 @@ class ClassificationTask(Task):
 
         steps = -(-inputs.info["sizes"]["train"] // self.recipe["train"]["batch_size"]) if inputs else None
         keys = sorted(model.output)
-        model.compile(
+        compile_model(
+            model,
             optimizer=self.build_optimizer(steps),
             loss={k: self.build_losses() for k in keys},
             loss_weights={k: 1.0 if k == "main" else AUX_LOSS_WEIGHT for k in keys},

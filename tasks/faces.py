@@ -39,7 +39,7 @@ from serving.export import export_image_model
 from serving.gallery import best_inner_product
 from serving.verification import VERIFICATION_FILE, Verification, choose_threshold, pair_distances, pair_indices, roc
 from tasks.errors import UserError
-from tasks.task import RECIPE_ASSET, Inputs, Task, progress_verbosity, register_task
+from tasks.task import RECIPE_ASSET, Inputs, Task, compile_model, progress_verbosity, register_task
 
 LOSSES = {
     "triplet_batch_hard": "batch_hard",
@@ -171,7 +171,7 @@ class FacesTask(Task):
 
     def compile(self, model: keras.Model, inputs: Inputs | None = None) -> None:
         if self.recipe["faces"]["loss"] != "binary":  # the binary head is built and compiled in fit
-            model.compile(optimizer=self.build_optimizer(self.steps_per_epoch()), loss=self.build_losses())
+            compile_model(model, optimizer=self.build_optimizer(self.steps_per_epoch()), loss=self.build_losses())
 
     def fit(self, model: keras.Model, inputs: Inputs, callbacks: list):
         fitted = model
@@ -180,7 +180,7 @@ class FacesTask(Task):
 
             fitted = self.siamese = siamese_binary(model)
             accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
-            fitted.compile(optimizer=self.build_optimizer(self.steps_per_epoch()), loss=self.build_losses(), metrics=[accuracy])
+            compile_model(fitted, optimizer=self.build_optimizer(self.steps_per_epoch()), loss=self.build_losses(), metrics=[accuracy])
         return fitted.fit(
             inputs.train,
             validation_data=inputs.val,

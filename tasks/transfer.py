@@ -46,7 +46,7 @@ from tasks.checkpoints import IntervalBackup
 from tasks.classification import ClassificationTask, classification_metrics, collect_predictions
 from tasks.errors import UserError
 from tasks.multicrop import MODES, collect_multicrop, multicrop_probabilities
-from tasks.task import RECIPE_ASSET, Inputs, progress_verbosity, register_task
+from tasks.task import RECIPE_ASSET, Inputs, compile_model, progress_verbosity, register_task
 
 STAGE_KEYS = {"train", "k", "epochs", "learning_rate", "optimizer", "weight_decay"}
 FIX = "pass a local file with --set model.options.weights=PATH"
@@ -218,7 +218,7 @@ class TransferTask(ClassificationTask):
                 if cached:
                     history = self._fit_head_cached(backbone, head, inputs, stage, cbs)
                 else:
-                    model.compile(optimizer=make_optimizer(stage), loss=self.build_losses(), metrics=self.build_metrics())
+                    compile_model(model, optimizer=make_optimizer(stage), loss=self.build_losses(), metrics=self.build_metrics())
                     history = model.fit(inputs.train, validation_data=inputs.val, epochs=stage["epochs"],
                                         steps_per_epoch=self.recipe["train"]["steps_per_epoch"], callbacks=cbs,
                                         shuffle=False, verbose=progress_verbosity())
@@ -247,7 +247,7 @@ class TransferTask(ClassificationTask):
         mlflow.log_metrics({"cache_hit": float(not train.rebuilt), "cache_seconds": train.seconds + (val.seconds if val else 0.0)})
         source = f"computed in {train.seconds:.1f} s" if train.rebuilt else "from cache"
         print(f"  activations: {train.features.shape[0]} x {train.features.shape[1]} ({source}) {train.path.parent}", flush=True)
-        head.compile(optimizer=make_optimizer(stage), loss=self.build_losses(), metrics=self.build_metrics())
+        compile_model(head, optimizer=make_optimizer(stage), loss=self.build_losses(), metrics=self.build_metrics())
         return head.fit(feature_dataset(train, bs, shuffle=True, seed=self.recipe["seed"]),
                         validation_data=feature_dataset(val, bs) if val else None, epochs=stage["epochs"],
                         callbacks=callbacks, shuffle=False, verbose=progress_verbosity())
