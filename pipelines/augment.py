@@ -28,7 +28,9 @@ Transforms (every one takes ``p``, the chance it is applied to an image):
 All geometric steps of an image are fused into one inverse map and one
 resampling (affine steps in list order, then the warps; zero fill outside),
 so boxes and keypoints move exactly as the pixels do (``pipelines.geometry``).
-Colour steps then add their offsets. Randomness is stateless and comes from a
+Colour steps then add their offsets. For fixed-size images this per-pixel work
+(resampling, offsets, rounding) is one XLA-compiled function; parameters are
+drawn outside it. Randomness is stateless and comes from a
 per-element seed stream: with ``seed`` the same recipe repeats exactly, run
 after run (and differs epoch to epoch); without, order is non-deterministic.
 
@@ -250,17 +252,26 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     geometric = matrix is not None or bool(warps)
     if geometric and matrix is None:
         matrix = geometry.identity(b)
-    out, pixels = images, None
-    for flip, axis in flips:
-        out = tf.where(flip[:, None, None, None], tf.reverse(out, [axis]), out)
-    if geometric and not warps and all(_whole_pixels(s) for s in steps if s.spec.kind == "affine"):
-        out = geometry.shift_and_flip(images, matrix)  # mirrors and padded crops: exact, no resampling
-    elif geometric:
-        pixels = geometry.warp_images(images, matrix, warps)
-    if offset is not None:
-        pixels = (tf.cast(out, tf.float32) if pixels is None else pixels) + offset
-    if pixels is not None:
-        out = tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
+    exact = geometric and not warps and all(_whole_pixels(s) for s in steps if s.spec.kind == "affine")
+
+    def render():
+        out, pixels = images, None
+        for flip, axis in flips:
+            out = tf.where(flip[:, None, None, None], tf.reverse(out, [axis]), out)
+        if exact:
+            out = geometry.shift_and_flip(images, matrix)  # mirrors and padded crops: exact, no resampling
+        elif geometric:
+            pixels = geometry.warp_images(images, matrix, warps)
+        if offset is not None:
+            pixels = (tf.cast(out, tf.float32) if pixels is None else pixels) + offset
+        if pixels is not None:
+            out = tf.cast(tf.clip_by_value(tf.round(pixels), 0.0, 255.0), tf.uint8)
+        return out
+
+    # Fixed-size images: XLA compiles the per-pixel work into a few fused loops (no
+    # intermediate full-size tensors), several times faster than running it op by op.
+    # Sizes that vary per element run op by op (XLA would compile once per size).
+    out = tf.function(render, jit_compile=True)() if images.shape[1:].is_fully_defined() else render()
     keep = visible = None
     if geometric and (boxes is not None or keypoints is not None):
         parts = [] if boxes is None else [geometry.box_outlines(boxes)]

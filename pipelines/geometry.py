@@ -89,53 +89,34 @@ def shear(degrees: tf.Tensor, height, width, axis: str = "x") -> tf.Tensor:
 
 
 # -- resampling -------------------------------------------------------------------
-def _packed(images: tf.Tensor) -> tf.Tensor:
-    """uint8 ``[B, H, W, C<=4]`` -> int32 ``[B*H*W]`` (one pixel per word: one scalar gather
-    fetches all its channels, several times faster than gathering float rows)."""
-    c = images.shape[-1]
-    padded = tf.pad(images, [[0, 0], [0, 0], [0, 0], [0, 4 - c]]) if c < 4 else images
-    return tf.reshape(tf.bitcast(padded, tf.int32), [-1])
-
-
 def sample_image(images: tf.Tensor, sy: tf.Tensor, sx: tf.Tensor) -> tf.Tensor:
-    """Bilinear samples of uint8 ``[B, H, W, C]`` (C <= 4) at index points ``sy, sx``
-    ``[B, H', W']`` -> float32 ``[B, H', W', C]``; points outside the image read 0."""
+    """Bilinear samples of ``[B, H, W, C]`` at index points ``sy, sx`` ``[B, H', W']`` ->
+    float32 ``[B, H', W', C]``; points outside the image read 0.
+
+    A zero border (1 px before, 2 after each axis) and points clipped to ``[-1, size]``
+    make every neighbour readable with one flat gather and no masks: a point outside
+    the image has all its weight on border zeros, a point on the edge blends with them."""
     c = images.shape[-1]
-    if c is None or c > 4:
-        raise ValueError(f"images need a static channel count of at most 4; received {images.shape}")
     b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-    hf, wf = tf.cast(h - 1, tf.float32), tf.cast(w - 1, tf.float32)
+    wp = w + 3
+    flat = tf.reshape(tf.pad(tf.cast(images, tf.float32), [[0, 0], [1, 2], [1, 2], [0, 0]]), [-1, c])
+    sy = tf.clip_by_value(sy, -1.0, tf.cast(h, tf.float32))
+    sx = tf.clip_by_value(sx, -1.0, tf.cast(w, tf.float32))
     y0, x0 = tf.floor(sy), tf.floor(sx)
-    fy, fx = sy - y0, sx - x0
-    # per-axis weights, zero for neighbours outside the image (the zero fill)
-    wy = [tf.where((y0 >= 0.0) & (y0 <= hf), 1.0 - fy, 0.0), tf.where((y0 >= -1.0) & (y0 < hf), fy, 0.0)]
-    wx = [tf.where((x0 >= 0.0) & (x0 <= wf), 1.0 - fx, 0.0), tf.where((x0 >= -1.0) & (x0 < wf), fx, 0.0)]
-    iy = [tf.cast(tf.clip_by_value(y0 + d, 0.0, hf), tf.int32) for d in (0.0, 1.0)]
-    ix = [tf.cast(tf.clip_by_value(x0 + d, 0.0, wf), tf.int32) for d in (0.0, 1.0)]
-    rows = [tf.reshape(tf.range(b) * h * w, [-1, 1, 1]) + i * w for i in iy]
-    indices = tf.stack([rows[j] + ix[k] for j in (0, 1) for k in (0, 1)])
-    weights = tf.stack([wy[j] * wx[k] for j in (0, 1) for k in (0, 1)])
-    words = tf.gather(_packed(images), indices)  # [4, B, H', W'] packed pixels
-    values = tf.cast(tf.bitcast(words, tf.uint8)[..., :c], tf.float32)
-    return tf.reduce_sum(values * weights[..., None], 0)
+    fy, fx = (sy - y0)[..., None], (sx - x0)[..., None]
+    first = tf.reshape(tf.range(b) * (h + 3) * wp + wp + 1, [-1, 1, 1])  # padded index of (0, 0)
+    i = tf.cast(y0, tf.int32) * wp + tf.cast(x0, tf.int32) + first
+    p00, p01, p10, p11 = (tf.gather(flat, i + d) for d in (0, 1, wp, wp + 1))
+    top, bottom = p00 + fx * (p01 - p00), p10 + fx * (p11 - p10)
+    return top + fy * (bottom - top)
 
 
-def _interp_edge(grid: tf.Tensor, y: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
-    """Bilinear read of a small control ``grid`` ``[B, gh, gw, K]`` at grid coordinates
-    ``y, x`` ``[B, N]`` with edge clamping (matches ``ResizeBilinear(align_corners=True)``)."""
-    gh, gw = tf.shape(grid)[1], tf.shape(grid)[2]
-    y = tf.clip_by_value(y, 0.0, tf.cast(gh - 1, tf.float32))
-    x = tf.clip_by_value(x, 0.0, tf.cast(gw - 1, tf.float32))
-    y0 = tf.minimum(tf.cast(tf.floor(y), tf.int32), gh - 2)
-    x0 = tf.minimum(tf.cast(tf.floor(x), tf.int32), gw - 2)
-    fy, fx = (y - tf.cast(y0, tf.float32))[..., None], (x - tf.cast(x0, tf.float32))[..., None]
-
-    def at(yi, xi):
-        return tf.gather_nd(grid, tf.stack([yi, xi], -1), batch_dims=1)
-
-    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
-    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
-    return top * (1 - fy) + bottom * fy
+def _hat(t: tf.Tensor, count) -> tf.Tensor:
+    """Linear-interpolation weights ``[..., count]`` of positions ``t`` on a lattice
+    ``0 .. count-1`` (clamped to its ends): ``max(0, 1 - |t - i|)``."""
+    n = tf.cast(count, tf.float32)
+    t = tf.clip_by_value(t, 0.0, n - 1.0)[..., None]
+    return tf.nn.relu(1.0 - tf.abs(t - tf.range(n)))
 
 
 # -- displacement fields: output point -> displacement (dy, dx) in pixels -----------
@@ -147,16 +128,20 @@ class Elastic:
     def __init__(self, offsets: tf.Tensor, height, width):
         self.offsets, self.height, self.width = offsets, height, width
 
+    def _lattice(self, v: tf.Tensor, size) -> tf.Tensor:
+        g = tf.shape(self.offsets)[1]
+        return _hat(v * tf.cast(g - 1, tf.float32) / tf.maximum(tf.cast(size, tf.float32) - 1.0, 1.0), g)
+
     def points(self, y: tf.Tensor, x: tf.Tensor):
-        g = tf.cast(tf.shape(self.offsets)[1] - 1, tf.float32)
-        gy = y * g / tf.maximum(tf.cast(self.height, tf.float32) - 1.0, 1.0)
-        gx = x * g / tf.maximum(tf.cast(self.width, tf.float32) - 1.0, 1.0)
-        d = _interp_edge(self.offsets, gy, gx)
+        d = tf.einsum("bni,bijk,bnj->bnk", self._lattice(y, self.height), self.offsets, self._lattice(x, self.width))
         return d[..., 0], d[..., 1]
 
     def dense(self):
-        d = tf.raw_ops.ResizeBilinear(images=self.offsets, size=[self.height, self.width], align_corners=True)
-        return d[..., 0], d[..., 1]
+        """Bilinear upsampling as two small matrix products: ``Wy @ offsets @ Wx^T``."""
+        wy = self._lattice(tf.range(self.height, dtype=tf.float32), self.height)
+        wx = self._lattice(tf.range(self.width, dtype=tf.float32), self.width)
+        d = tf.einsum("hi,bijk,wj->kbhw", wy, self.offsets, wx)
+        return d[0], d[1]
 
 
 class GridDistortion:
@@ -234,23 +219,15 @@ def shift_and_flip(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
 
 
 def warp_images(images: tf.Tensor, matrices: tf.Tensor, warps: list) -> tf.Tensor:
-    """Resample uint8 ``[B, H, W, C]`` through ``S(p) = M @ (p + sum_i D_i(p))`` (one
+    """Resample ``[B, H, W, C]`` through ``S(p) = M @ (p + sum_i D_i(p))`` (one
     bilinear resampling, zero outside) -> float32 ``[B, H, W, C]``."""
-    b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-    y = tf.zeros([b, 1, 1]) + tf.reshape(tf.range(h, dtype=tf.float32), [1, -1, 1])
-    x = tf.zeros([b, 1, 1]) + tf.reshape(tf.range(w, dtype=tf.float32), [1, 1, -1])
-    for warp in warps:
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    y = tf.reshape(tf.range(h, dtype=tf.float32), [1, -1, 1])
+    x = tf.reshape(tf.range(w, dtype=tf.float32), [1, 1, -1])
+    for warp in warps:  # [B, H, W] fields, or [B, H, 1] and [B, 1, W] for separable ones
         dy, dx = warp.dense()
         y, x = y + dy, x + dx
-    if not warps:  # affine only: TF's fused projective-transform kernel
-        flat = tf.reshape(matrices, [-1, 9])[:, :8]
-        out = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tf.cast(images, tf.float32), transforms=flat, output_shape=[h, w], fill_value=0.0,
-            interpolation="BILINEAR", fill_mode="CONSTANT",
-        )
-        return tf.ensure_shape(out, images.shape)
-    y, x = y + tf.zeros_like(x), x + tf.zeros_like(y)
-    sy, sx = _apply_matrix(matrices, y, x)
+    sy, sx = _apply_matrix(matrices, y, x)  # broadcasts to [B, H, W]
     return tf.ensure_shape(sample_image(images, sy, sx), images.shape)
 
 
