@@ -10,7 +10,8 @@ Every reader returns an ``Annotated`` in ONE internal convention:
   ``cx cy w h`` is already normalised.
 * ``labels``: int64 ``[N]`` indices into ``class_names``.
 * ``keypoints`` (COCO keypoints, landmark CSV): float32 ``[N, K, 2]`` normalised
-  ``(x, y)`` with ``visible`` bool ``[N, K]``.
+  ``(x, y)`` with ``visible`` bool ``[N, K]``; ``keypoint_names`` name the ``K``
+  landmarks and ``flip_pairs()`` pairs their symmetric labels for mirroring.
 
 Bad input never stops a run: unreadable, truncated or zero-byte images, files
 whose paths escape the dataset root, malformed XML/JSON entries and bad
@@ -37,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.decode import IMAGE_SUFFIXES, check_image_file, decode_image
+from pipelines.flip_pairs import FlipPairs
 from pipelines.sources import inside_root
 
 
@@ -50,7 +52,16 @@ class Annotated:
     class_names: list[str] = field(default_factory=list)
     keypoints: list[np.ndarray] | None = None
     visible: list[np.ndarray] | None = None
+    keypoint_names: list[str] | None = None
     skipped: Counter = field(default_factory=Counter)
+
+    def flip_pairs(self, sides: str = "image") -> FlipPairs | None:
+        """The keypoints' symmetric labels by name (``pipelines.flip_pairs``; ``sides="subject"``
+        for names that are the subject's own sides, as COCO persons'); None without keypoints."""
+        if self.keypoints is None:
+            return None
+        names = self.keypoint_names or [str(i) for i in range(self.keypoints[0].shape[1])]
+        return FlipPairs.from_names(names, sides)
 
     def add(self, path: Path, boxes, labels, keypoints=None, visible=None) -> None:
         problem = check_image_file(path)
@@ -143,6 +154,8 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
     index = {c["id"]: i for i, c in enumerate(categories)}
     out = Annotated(class_names=[str(c["name"]) for c in categories])
     k = max((len(a.get("keypoints") or []) // 3 for a in annotations if isinstance(a, dict)), default=0)
+    named = [c["keypoints"] for c in categories if len(c.get("keypoints") or []) == k]
+    out.keypoint_names = [str(n) for n in named[0]] if k and named else None
     per_image: dict = {i: [] for i in images}
     for a in annotations:
         try:
@@ -229,7 +242,7 @@ def read_landmarks_csv(path: str | Path) -> Annotated:
         names = [c[:-2] for c in fields if c.endswith("_x") and f"{c[:-2]}_y" in fields]
         if "path" not in fields or not names:
             raise ValueError(f"landmark CSV {path} needs a header path,<name>_x,<name>_y,...")
-        out.class_names = names
+        out.class_names, out.keypoint_names = names, names
         for row in reader:
             image = _resolve(path.parent, (row.get("path") or "").strip(), out.skipped)
             if image is None:

@@ -48,6 +48,7 @@ from typing import Any
 import tensorflow as tf
 
 from pipelines import geometry
+from pipelines.flip_pairs import FlipPairs
 from pipelines.pca_colour import PcaColour
 
 MICRO_PIXELS = 1 << 18  # fixed-size images are augmented ~this many pixels at a time (vectorised)
@@ -221,17 +222,21 @@ def needs_pca(policy) -> bool:
     return any(step.name == "pca_colour" for step in validate_policy(policy))
 
 
-def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None, boxes=None, keypoints=None):
+def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None, boxes=None, keypoints=None,
+                  visible=None, flip_pairs: FlipPairs | None = None):
     """Augment uint8 ``[B, H, W, C]`` with one stateless ``seed`` (int64, ``[]`` or ``[2]``); every image
     draws its own parameters. Optional normalised ``boxes`` ``[B, N, 4]`` and ``keypoints``
-    ``[B, K, 2]`` (x, y) move with the pixels. Returns ``(images, boxes, box_keep, keypoints, visible)``
-    (``None`` for parts not given)."""
+    ``[B, K, 2]`` (x, y) move with the pixels; ``visible`` ``[B, K]`` bool says which were
+    visible before. With ``flip_pairs`` the keypoints are groups of ``len(flip_pairs.names)``
+    landmarks whose symmetric labels swap in mirrored images. Returns ``(images, boxes,
+    box_keep, keypoints, visible)`` (``None`` for parts not given)."""
     b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     c = images.shape[-1]
     seed = tf.cast(seed, tf.int64)
     if seed.shape.rank == 0:
         seed = tf.stack([seed, tf.zeros_like(seed)])
     matrix, warps, offset, flips = None, [], None, []
+    mirrored = {}  # axis -> [B] bool: an odd number of mirrors on that axis (for flip_pairs)
     # only mirrors move pixels and nothing else moves with them: flip, no index maps at all
     flips_only = boxes is None and keypoints is None and all(s.name == "mirror" for s in steps if s.spec.kind != "colour")
     for index, step in enumerate(steps):
@@ -241,6 +246,9 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
             continue
         value = step.spec.sample(rng, b, h, w, c, step.options, pca)
         applied = rng.uniform([b]) < step.options["p"] if step.options["p"] < 1 else tf.ones([b], tf.bool)
+        if step.name == "mirror":
+            axis = "vertical" if step.options["vertical"] else "horizontal"
+            mirrored[axis] = tf.not_equal(mirrored[axis], applied) if axis in mirrored else applied
         if step.spec.kind == "affine":
             value = tf.where(applied[:, None, None], value, geometry.identity(b))
             matrix = value if matrix is None else matrix @ value
@@ -272,21 +280,40 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     # intermediate full-size tensors), several times faster than running it op by op.
     # Sizes that vary per element run op by op (XLA would compile once per size).
     out = tf.function(render, jit_compile=True)() if images.shape[1:].is_fully_defined() else render()
-    keep = visible = None
+    keep = None
+    if keypoints is not None:
+        visible = tf.ones(tf.shape(keypoints)[:2], tf.bool) if visible is None else tf.cast(visible, tf.bool)
     if geometric and (boxes is not None or keypoints is not None):
         parts = [] if boxes is None else [geometry.box_outlines(boxes)]
         parts += [] if keypoints is None else [keypoints]
         moved, inside = geometry.transform_keypoints(tf.concat(parts, 1), matrix, warps, h, w)
         if keypoints is not None:
             k = tf.shape(keypoints)[1]
-            keypoints, visible = moved[:, -k:], inside[:, -k:]
+            keypoints, visible = moved[:, -k:], inside[:, -k:] & visible
             moved = moved[:, :-k]
+            if flip_pairs is not None and mirrored:
+                keypoints, visible = _swap_sides(flip_pairs, mirrored, keypoints, visible)
         if boxes is not None:
             boxes, keep = geometry.boxes_around(moved, tf.shape(boxes)[1])
-    else:
-        keep = None if boxes is None else tf.ones(tf.shape(boxes)[:2], tf.bool)
-        visible = None if keypoints is None else tf.ones(tf.shape(keypoints)[:2], tf.bool)
+    elif boxes is not None:
+        keep = tf.ones(tf.shape(boxes)[:2], tf.bool)
     return out, boxes, keep, keypoints, visible
+
+
+def _swap_sides(pairs: FlipPairs, mirrored: dict, points: tf.Tensor, visible: tf.Tensor):
+    """Relabel mirrored images' keypoints ``[B, N*K, 2]`` and ``visible`` ``[B, N*K]``
+    (``N`` objects of ``K`` landmarks): slot ``k`` takes landmark ``order[k]``."""
+    k, b = len(pairs.names), tf.shape(points)[0]
+    order = tf.tile(tf.range(k)[None], [b, 1])
+    for axis, flipped in mirrored.items():
+        swapped = tf.gather(order, pairs.permutation(axis), axis=1)
+        order = tf.where(flipped[:, None], swapped, order)
+
+    def relabel(t):
+        grouped = tf.reshape(t, tf.concat([[b, -1, k], tf.shape(t)[2:]], 0))
+        return tf.reshape(tf.gather(grouped, order, axis=2, batch_dims=1), tf.shape(t))
+
+    return relabel(points), relabel(visible)
 
 
 def _whole_pixels(step: Step) -> bool:
@@ -307,14 +334,17 @@ def _seed_stream(seed: int | None) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
 
 
-def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: PcaColour | None = None) -> tf.data.Dataset:
+def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: PcaColour | None = None,
+                    flip_pairs: FlipPairs | None = None) -> tf.data.Dataset:
     """Augment an UNBATCHED dataset on the fly; same structure, dtypes and static shapes.
 
     Elements are ``(image, label, ...)`` tuples (the image first, the rest passed through),
     a bare image, or a dict with ``image`` and optionally ``boxes`` ``[N, 4]`` (kept rows
     also filter ``box_labels``) and ``keypoints`` ``[K, 2]`` as normalised (x, y)
-    (``keypoint_visible`` is set
-    to False for points that leave the image). Images are uint8 ``[H, W, C]``.
+    (``keypoint_visible`` is set to False for points that leave the image). Images are
+    uint8 ``[H, W, C]``. Landmark datasets pass their ``flip_pairs`` (``pipelines.flip_pairs``):
+    keypoints are then groups of ``len(flip_pairs.names)`` landmarks, one group per object,
+    and mirrored images swap their symmetric labels (``left_eye`` <-> ``right_eye``).
 
     Fixed-size images are augmented in micro-batches of about ``MICRO_PIXELS`` pixels
     (4 to 64 images: one vectorised op per stage, still per-image parameters, small
@@ -354,7 +384,9 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
         element = dict(element)
         boxes = element["boxes"][None] if "boxes" in element else None
         points = element["keypoints"][None] if "keypoints" in element else None
-        image, boxes, keep, points, visible = augment_batch(element["image"][None], seed_pair, steps, pca, boxes, points)
+        was = element["keypoint_visible"][None] if "keypoint_visible" in element else None
+        image, boxes, keep, points, visible = augment_batch(element["image"][None], seed_pair, steps, pca, boxes,
+                                                            points, was, flip_pairs)
         element["image"] = image[0]
         if boxes is not None:
             element["boxes"] = tf.boolean_mask(boxes[0], keep[0])
@@ -363,9 +395,7 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
                     element[key] = tf.boolean_mask(element[key], keep[0])
         if points is not None:
             element["keypoints"] = points[0]
-            was = element.get("keypoint_visible", tf.ones_like(visible[0]))
-            now = tf.logical_and(tf.cast(was, tf.bool), visible[0])
-            element["keypoint_visible"] = tf.cast(now, was.dtype)
+            element["keypoint_visible"] = tf.cast(visible[0], tf.bool if was is None else was.dtype)
         return element
 
     return tf.data.Dataset.zip((ds, _seed_stream(seed))).map(on_element, **options)

@@ -30,7 +30,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from pipelines.flip_pairs import FlipPairs
+
 LANDMARK_NAMES = ("centroid", "top", "bottom", "left", "right")
+LANDMARK_FLIP = FlipPairs.from_names(LANDMARK_NAMES)  # image sides: mirrors swap left/right, top/bottom
 PHOTO_NAMES = ("astronaut", "camera", "chelsea", "coffee", "rocket", "hubble_deep_field", "coins",
                "brick", "grass", "gravel")
 

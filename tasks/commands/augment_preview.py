@@ -46,13 +46,13 @@ def _samples(data: dict, count: int, seed: int) -> dict:
     kind, _, rest = spec.partition(":")
     if kind == "scenes":
         from pipelines.catalog import load_arrays
-        from pipelines.scenes import background_photos, make_scenes
+        from pipelines.scenes import LANDMARK_FLIP, background_photos, make_scenes
 
         objects = load_arrays(rest)
         scenes = make_scenes(objects.x_train[:500], objects.y_train[:500], background_photos(), count,
                              image_size=tuple(size or (128, 128)), seed=seed)
         return {"images": list(scenes.images), "boxes": scenes.boxes,
-                "keypoints": [m.reshape(-1, 2) for m in scenes.landmarks]}
+                "keypoints": [m.reshape(-1, 2) for m in scenes.landmarks], "flip_pairs": LANDMARK_FLIP}
     if kind in ("voc", "coco", "yolo"):
         from pipelines import annotations
 
@@ -62,7 +62,7 @@ def _samples(data: dict, count: int, seed: int) -> dict:
         items = list(ds.as_numpy_iterator())
         out = {"images": [e["image"] for e in items], "boxes": [e["boxes"] for e in items]}
         if ann.keypoints is not None:
-            out["keypoints"] = [e["keypoints"] for e in items]
+            out["keypoints"], out["flip_pairs"] = [e["keypoints"] for e in items], ann.flip_pairs()
         return out
     if kind in ("folder", "csv"):
         import tensorflow as tf
@@ -97,7 +97,7 @@ def _augmented(samples: dict, policy: list, versions: int, seed: int) -> list[li
             element["box_labels"] = np.zeros(element["boxes"].shape[:2], np.int64)
         if "keypoints" in samples:
             element["keypoints"] = np.stack([samples["keypoints"][i].reshape(-1, 2)] * versions)
-        ds = augment_dataset(tf.data.Dataset.from_tensor_slices(element), policy, seed + i, pca)
+        ds = augment_dataset(tf.data.Dataset.from_tensor_slices(element), policy, seed + i, pca, samples.get("flip_pairs"))
         rows.append(list(ds.as_numpy_iterator()))
     return rows
 
