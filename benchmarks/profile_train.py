@@ -46,20 +46,27 @@ Findings (read from this profile, from side-by-side checks with process CPU time
 - **MLflow store creation**: a fresh SQLite store runs MLflow's schema migrations once (timed above the
   table, excluded from it); paid once per store.
 - **Training step tracing** (`Function._initialize` in `fit`): LeNet-5's first step costs ~130 steady steps
-  of CPU; Grappler is not the cause (switching its meta-optimizer off changed the first step's CPU time by
-  2%). It is Keras/TF Python tracing, which grows with the layer count (see `first_step.md`).
+  of CPU. A cProfile of the first `train_on_batch` showed the step traced TWICE: Keras (TF backend, no
+  distribution strategy) creates an unbuilt optimizer's variables inside the first trace, and `tf.function`
+  retraces a function that created variables; the optimizer's `apply_gradients` was ~45% of the trace.
+  Fixed: `tasks.task.compile_model` builds the optimizer at compile time, so the step is traced once (see
+  `first_step.md` for every recipe, side by side). Grappler is a smaller share (switching its meta-optimizer
+  off saved ~25% of a ResNet-18 first step, with no steady-state loss measurable here; left on, since its
+  remapper fuses oneDNN ops). The rest is Keras/TF Python tracing, which grows with the layer count.
 - **Per-epoch overhead against a bare fit** (see `overhead.md`): measured separately with CPU time, the
   uncached, reshuffled `tf.data` pipeline costs ~4% of a LeNet-5 epoch and the `BackupAndRestore`
-  checkpoint ~3%; the NaN guard's per-batch loss check costs nothing measurable (0.93 vs 0.96 CPU s/epoch).
-  Both are features (a new order every epoch; resume after a crash) whose cost is fixed per epoch, so it
-  shrinks for any model larger than LeNet-5.
+  checkpoint ~3% (23 ms per epoch: an HDF5 weights file plus a copy of the previous one); the NaN guard's
+  per-batch loss check costs nothing measurable (1.4 ms per epoch), the per-epoch MLflow metrics ~6 ms.
+  Fixed: the resume checkpoint is written at an epoch end at most every `train.backup_interval_s` seconds
+  (default 30; `tasks.checkpoints.IntervalBackup`), so a crash loses at most that much work plus one epoch.
 - **Export**: the exported call is as fast as a direct Keras call (see `export_latency.md`); the `tf.cond`
   size check costs nothing measurable and the static shape after it (`tf.ensure_shape`) matters: without it
   (unknown H, W inside the model) the same function ran ~1.7x slower in a side-by-side check. Unchanged.
 
 Changed: every registered builder keeps its output layer in float32 under a mixed policy (AlexNet, VGG,
 Inception, the ResNet/1D/3D heads, the sliding-window classifier and the YOLO grid did not);
-`train.precision` is validated and the global policy is reset after each run. Not changed here (other
+`train.precision` is validated and the global policy is reset after each run; the optimizer is built at
+compile time (one trace instead of two); resume checkpoints are time-throttled. Not changed here (other
 modules' code, proposed to their owners): trace the augmentation function once per policy, make the
 augmentation preview optional for short runs, and log the model without MLflow's requirement resolution.
 """
