@@ -14,7 +14,7 @@ Recipe (``task: transfer``)::
       stages:
         - {train: head, epochs: 5, learning_rate: 0.001}
         - {train: top_k, k: 3, epochs: 3, learning_rate: 0.0001}
-        - {train: all, epochs: 2, learning_rate: 0.00001, optimizer: sgd}
+        - {train: all, epochs: 2, learning_rate: 0.00001, optimizer: sgd, keep_best: true}
     evaluation: {mode: 10crop}         # single | 1crop | 3crop | 10crop
 
 ``weights`` may also be ``run:<MLflow run id>`` (that run's model) or an export
@@ -24,7 +24,8 @@ The backbone is called with ``training=False`` (``models.backbones``), so its
 batch norms keep their ImageNet statistics in every stage; frozen layers get
 ``trainable = False``, so their weights do not move. The whole schedule is the
 trainer's MLflow run (the parent) with one nested run per stage; the console
-prints ``stage i/n: ...`` as each starts.
+prints ``stage i/n: ...`` as each starts. ``keep_best: true`` ends a stage with
+the weights of its epoch of best validation accuracy (``keep_best_callback``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from tasks.errors import UserError
 from tasks.multicrop import MODES, collect_multicrop, multicrop_probabilities
 from tasks.task import RECIPE_ASSET, Inputs, compile_model, progress_verbosity, register_task
 
-STAGE_KEYS = {"train", "k", "epochs", "learning_rate", "optimizer", "weight_decay"}
+STAGE_KEYS = {"train", "k", "epochs", "learning_rate", "optimizer", "weight_decay", "keep_best"}
 FIX = "pass a local file with --set model.options.weights=PATH"
 
 
@@ -67,13 +68,16 @@ def parse_stages(stages: list, train_defaults: dict) -> list[dict]:
         stage = {"train": raw.get("train", "head"), "k": raw.get("k"), "epochs": raw.get("epochs", train_defaults["epochs"]),
                  "learning_rate": float(raw.get("learning_rate", train_defaults["learning_rate"])),
                  "optimizer": raw.get("optimizer", train_defaults["optimizer"]),
-                 "weight_decay": float(raw.get("weight_decay", train_defaults["weight_decay"]))}
+                 "weight_decay": float(raw.get("weight_decay", train_defaults["weight_decay"])),
+                 "keep_best": raw.get("keep_best", False)}
         if stage["train"] not in ("head", "top_k", "all"):
             raise UserError(f"{where}.train must be head, top_k or all; received {stage['train']!r}")
         if stage["train"] == "top_k" and (not isinstance(stage["k"], int) or stage["k"] < 1):
             raise UserError(f"{where}: train: top_k needs k, a positive number of blocks; received k={stage['k']!r}")
         if not isinstance(stage["epochs"], int) or stage["epochs"] < 1:
             raise UserError(f"{where}.epochs must be a positive integer; received {stage['epochs']!r}")
+        if not isinstance(stage["keep_best"], bool):
+            raise UserError(f"{where}.keep_best must be true or false; received {stage['keep_best']!r}")
         out.append(stage)
     return out
 
@@ -101,6 +105,14 @@ def make_optimizer(stage: dict) -> keras.optimizers.Optimizer:
         return keras.optimizers.get({"class_name": str(stage["optimizer"]).lower(), "config": config})
     except ValueError:
         raise UserError(f"unknown optimizer {stage['optimizer']!r} in transfer.stages; try adam, adamw, sgd, rmsprop") from None
+
+
+def keep_best_callback(epochs: int) -> keras.callbacks.EarlyStopping:
+    """Never stops early; at the end of ``fit`` restores the weights of the epoch of best ``val_accuracy``.
+
+    Its ``best_epoch`` (0-based) and ``best`` say which epoch and what accuracy.
+    """
+    return keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=epochs + 1, restore_best_weights=True)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -215,6 +227,10 @@ class TransferTask(ClassificationTask):
                 mlflow.log_params({**{f"stage.{k}": v for k, v in stage.items()}, "stage.index": i,
                                    "stage.cached": cached, "stage.unfrozen_layers": len(unfrozen)})
                 cbs = _stage_callbacks(callbacks, i) + [timer]
+                if stage["keep_best"] and inputs.val is not None:
+                    cbs.append(keep_best_callback(stage["epochs"]))
+                elif stage["keep_best"]:
+                    print("  note: keep_best needs a validation split (data.val_fraction > 0); keeping the last epoch", flush=True)
                 if cached:
                     history = self._fit_head_cached(backbone, head, inputs, stage, cbs)
                 else:

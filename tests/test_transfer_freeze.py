@@ -1,12 +1,15 @@
 """Freeze/unfreeze schedules on a real pretrained backbone (EfficientNet-Lite0) and real Fashion-MNIST images."""
 
+import keras
 import mlflow
 import numpy as np
 import pytest
 
 from models.backbones import backbone_blocks, backbone_of
+from tasks.errors import UserError
 from tasks.recipe import load_recipe
 from tasks.task import get_task_class
+from tasks.transfer import keep_best_callback, parse_stages
 
 
 def _recipe(**transfer):
@@ -79,3 +82,52 @@ def test_top_k_stage_changes_only_the_top_blocks_and_never_bn_statistics(setup):
     children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{parent}'", search_all_experiments=True)
     assert list(children["tags.mlflow.runName"]) == ["stage1-top_k"]
     assert children["params.stage.k"].iloc[0] == "2"
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Head weights and validation accuracy at the end of every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.weights, self.val_accuracy = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append([np.array(w) for w in self.model.get_weights()])
+        self.val_accuracy.append(logs["val_accuracy"])
+
+
+def test_keep_best_restores_the_epoch_of_best_validation_accuracy():
+    from pipelines.catalog import load_arrays
+
+    data = load_arrays("fashion_mnist")
+    x = data.x_train[:300].reshape(300, -1).astype("float32") / 255.0
+    y = data.y_train[:300].astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=5, verbose=0)  # good weights first, then training on wrong labels spoils them
+    recorder, best = _Recorder(), keep_best_callback(4)
+    model.fit(x, (y + 1) % 10, validation_data=(x, y), epochs=4, verbose=0, callbacks=[recorder, best])
+    first_max = int(np.argmax(recorder.val_accuracy))
+    assert first_max == best.best_epoch == 0 and recorder.val_accuracy[-1] < recorder.val_accuracy[0]
+    for got, want, last in zip(model.get_weights(), recorder.weights[first_max], recorder.weights[-1], strict=True):
+        np.testing.assert_array_equal(got, want)
+        assert not np.array_equal(got, last)
+
+
+@pytest.mark.slow
+def test_keep_best_stage_ends_on_its_best_validation_epoch(setup):
+    task, inputs, model = setup
+    head, recorder = model.get_layer("head"), _Recorder()
+    task.recipe["transfer"]["stages"] = [{"train": "head", "epochs": 3, "learning_rate": 0.05, "keep_best": True}]
+    with mlflow.start_run():
+        task.fit(model, inputs, [recorder])
+    first_max = int(np.argmax(recorder.val_accuracy))
+    for got, want in zip(model.get_weights(), recorder.weights[first_max], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert [w.shape for w in head.get_weights()] == [(1280, 10), (10,)]
+
+
+def test_keep_best_must_be_a_boolean():
+    with pytest.raises(UserError, match=r"transfer.stages\[1\].keep_best must be true or false"):
+        parse_stages([{"train": "head", "keep_best": "yes"}], {"epochs": 1, "learning_rate": 0.001, "optimizer": "adam",
+                                                                "weight_decay": 0.0})
