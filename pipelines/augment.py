@@ -30,7 +30,8 @@ resampling (affine steps in list order, then the warps; zero fill outside),
 so boxes and keypoints move exactly as the pixels do (``pipelines.geometry``).
 Colour steps then add their offsets. For fixed-size images this per-pixel work
 (resampling, offsets, rounding) is one XLA-compiled function; parameters are
-drawn outside it. Randomness is stateless and comes from a
+drawn outside it (XLA runs its loops on TF's intra-op thread pool, so one
+tf.data thread may keep more than one core busy). Randomness is stateless and comes from a
 per-element seed stream: with ``seed`` the same recipe repeats exactly, run
 after run (and differs epoch to epoch); without, order is non-deterministic.
 
