@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.iou import iou_matrix
-from models.nms import IOU_THRESHOLD, SCORE_THRESHOLD, batched_nms
+from models.nms import IOU_THRESHOLD, SCORE_THRESHOLD, class_nms
 
 HIST_BINS = 25
 
@@ -143,14 +143,13 @@ def rcnn_detect(classifier, image, proposals, num_classes: int, score_threshold:
                 iou_threshold: float = IOU_THRESHOLD, max_detections: int = 100, batch_size: int = 512) -> dict:
     """Classify warped proposals (last class = background) and run per-class NMS.
 
-    Returns the ``batched_nms`` dict for a batch of one image.
+    As in R-CNN, every proposal is scored for every object class (its softmax
+    probability) and each class has its own NMS. Returns the ``class_nms`` dict
+    for a batch of one image.
     """
     size = classifier.input_shape[1]
     crops = warp_regions(image, proposals, size)
     probs = tf.concat([classifier(crops[i : i + batch_size], training=False)
                        for i in range(0, max(int(crops.shape[0]), 1), batch_size)], axis=0)
-    objects = probs[:, :num_classes]
-    scores = tf.reduce_max(objects, axis=-1)
-    classes = tf.argmax(objects, axis=-1, output_type=tf.int32)
-    return batched_nms(tf.convert_to_tensor(proposals, tf.float32)[None], scores[None], classes[None],
-                       num_classes, score_threshold, iou_threshold, max_detections)
+    return class_nms(tf.convert_to_tensor(proposals, tf.float32)[None], probs[None, :, :num_classes],
+                     score_threshold, iou_threshold, max_detections)

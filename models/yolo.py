@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.iou import iou_wh
-from models.nms import IOU_THRESHOLD, SCORE_THRESHOLD, batched_nms
+from models.nms import IOU_THRESHOLD, SCORE_THRESHOLD, class_nms
 from models.registry import register
 
 DEFAULT_ANCHORS = ((0.15, 0.15), (0.25, 0.3), (0.35, 0.35))
@@ -127,16 +127,24 @@ def detect(
     score_threshold: float = SCORE_THRESHOLD,
     iou_threshold: float = IOU_THRESHOLD,
     max_detections: int = 100,
+    one_class_per_box: bool = False,
 ) -> dict[str, tf.Tensor]:
-    """Decode a raw head output, score = ``pc * max p(class)``, clip to the image, per-class NMS.
+    """Decode a raw head output, clip to the image, per-class NMS on the class scores ``pc * p(class)``.
 
-    Returns the ``batched_nms`` dict (``detection_boxes`` ... ``num_detections``).
+    Every class whose score ``pc * p(class)`` is above ``score_threshold`` enters
+    that class's NMS, so a box the net is unsure about (shirt 0.5, T-shirt 0.4)
+    stays a candidate of both when ranked down to a low threshold (mAP); at the
+    serving threshold 0.6 only the argmax class can pass (``p > 0.6`` is the
+    largest of probabilities summing to 1). ``one_class_per_box=True`` keeps
+    only the argmax class of each box. Returns the ``class_nms`` dict
+    (``detection_boxes`` ... ``num_detections``).
     """
     boxes, pc, probs = decode(grid, anchors, from_logits=True)
-    scores = pc * tf.reduce_max(probs, axis=-1)
-    classes = tf.argmax(probs, axis=-1, output_type=tf.int32)
+    probs.shape.assert_is_compatible_with([None, None, num_classes])
+    if one_class_per_box:
+        probs = probs * tf.one_hot(tf.argmax(probs, axis=-1), num_classes)
     boxes = tf.clip_by_value(boxes, 0.0, 1.0)
-    return batched_nms(boxes, scores, classes, num_classes, score_threshold, iou_threshold, max_detections)
+    return class_nms(boxes, pc[..., None] * probs, score_threshold, iou_threshold, max_detections)
 
 
 # -- loss ----------------------------------------------------------------------
@@ -176,9 +184,30 @@ def _conv(x, filters: int, kernel: int, name: str):
     return keras.layers.LeakyReLU(0.1, name=f"{name}_leaky")(x)
 
 
+PRETRAINED_TRUNKS = {"efficientnet_lite0": "block4c_add"}  # backbone -> its last layer at stride 16
+
+
+def _pretrained_trunk(input_shape, backbone: str, weights) -> keras.Model:
+    """A pretrained backbone cut at stride 16: images -> ``[N, H/16, W/16, D]``."""
+    from models.efficientnet_lite import efficientnet_lite0_features
+
+    if backbone not in PRETRAINED_TRUNKS:
+        raise ValueError(f"yolo backbone must be None (from scratch) or one of {sorted(PRETRAINED_TRUNKS)}. "
+                         f"Received: backbone={backbone!r}")
+    net = efficientnet_lite0_features(input_shape, weights, pooling=None)
+    return keras.Model(net.inputs[0], net.get_layer(PRETRAINED_TRUNKS[backbone]).output, name=backbone)
+
+
 @register("yolo")
-def build_yolo(input_shape, num_classes: int, anchors=DEFAULT_ANCHORS, width: int = 16, stride: int = 16) -> keras.Model:
-    """A small YOLO: conv/BN/leaky blocks with max pooling down to an ``H/stride`` grid.
+def build_yolo(input_shape, num_classes: int, anchors=DEFAULT_ANCHORS, width: int = 16, stride: int = 16,
+               backbone: str | None = None, weights: str | None = None) -> keras.Model:
+    """A small YOLO: a conv trunk down to an ``H/stride`` grid, a neck, a 1x1 head.
+
+    The trunk is either trained from scratch (``backbone=None``: conv/BN/leaky
+    blocks with max pooling, ``width`` filters doubling per stage) or a
+    pretrained network cut at stride 16 (``backbone="efficientnet_lite0"``,
+    ``weights="imagenet"``: its blocks 1-4, ImageNet weights shipped offline;
+    the neck then has ``8 * width`` filters).
 
     Input: uint8 ``[N, H, W, C]`` (H, W multiples of ``stride``), rescaled
     inside. Output: raw ``[N, H/stride, W/stride, B, 5 + num_classes]``
@@ -187,21 +216,30 @@ def build_yolo(input_shape, num_classes: int, anchors=DEFAULT_ANCHORS, width: in
     Example:
         >>> build_yolo((128, 128, 3), 10).output_shape
         (None, 8, 8, 3, 15)
+        >>> build_yolo((128, 128, 3), 10, backbone="efficientnet_lite0", weights="imagenet").output_shape
+        (None, 8, 8, 3, 15)
     """
     h, w = input_shape[:2]
+    if backbone is not None and stride != 16:
+        raise ValueError(f"a pretrained yolo backbone has stride 16. Received: stride={stride}")
     if h % stride or w % stride:
         raise ValueError(f"yolo input size must be a multiple of stride={stride}; received {h}x{w}")
     n_anchors = len(anchors)
     inputs = keras.Input(input_shape, dtype="uint8", name="image")
-    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    filters = width
-    for i in range(int(np.log2(stride))):
-        x = _conv(x, filters, 3, f"stage{i + 1}")
-        x = keras.layers.MaxPooling2D(2, name=f"stage{i + 1}_pool")(x)
-        filters *= 2
-    x = _conv(x, filters, 3, "neck1")
-    x = _conv(x, filters // 2, 1, "neck2")
-    x = _conv(x, filters, 3, "neck3")
+    if backbone is None:
+        x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+        filters = width
+        for i in range(int(np.log2(stride))):
+            x = _conv(x, filters, 3, f"stage{i + 1}")
+            x = keras.layers.MaxPooling2D(2, name=f"stage{i + 1}_pool")(x)
+            filters *= 2
+        x = _conv(x, filters, 3, "neck1")
+        x = _conv(x, filters // 2, 1, "neck2")
+        x = _conv(x, filters, 3, "neck3")
+    else:
+        x = _pretrained_trunk(input_shape, backbone, weights)(inputs)
+        x = _conv(x, 8 * width, 3, "neck1")
+        x = _conv(x, 8 * width, 3, "neck2")
     x = keras.layers.Conv2D(n_anchors * (5 + num_classes), 1, name="head", dtype="float32")(x)
     out = keras.layers.Reshape((h // stride, w // stride, n_anchors, 5 + num_classes), name="grid", dtype="float32")(x)
     return keras.Model(inputs, out, name="yolo")

@@ -141,10 +141,11 @@ def scenes_fingerprint(*parts: Scenes) -> str:
 
 
 def predict_detections(model, images: np.ndarray, anchors, num_classes: int, score_threshold=0.6,
-                       iou_threshold=0.5, max_detections=100, batch_size: int = 64) -> list[tuple]:
+                       iou_threshold=0.5, max_detections=100, batch_size: int = 64,
+                       one_class_per_box: bool = False) -> list[tuple]:
     """Run the YOLO model + decoding + NMS; per image ``(boxes [D, 4], scores [D], classes [D])``."""
     fn = tf.function(lambda x: detect(model(x, training=False), anchors, num_classes, score_threshold,
-                                      iou_threshold, max_detections), reduce_retracing=True)
+                                      iou_threshold, max_detections, one_class_per_box), reduce_retracing=True)
     out = []
     for i in range(0, len(images), batch_size):
         d = {k: v.numpy() for k, v in fn(tf.constant(images[i : i + batch_size])).items()}

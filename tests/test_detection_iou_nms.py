@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.iou import iou_matrix, iou_pairs, iou_wh
-from models.nms import batched_nms, inclusive_iou_threshold, nms_one_image
+from models.nms import batched_nms, class_nms, inclusive_iou_threshold, nms_one_image
 
 
 def random_boxes(rng, n, degenerate=0):
@@ -66,6 +66,25 @@ def test_per_class_nms_equals_tf_image_nms_class_by_class():
             got.add((int(c), i))
         assert got == expected, trial
         assert np.all(np.diff(got_scores) <= 0)  # sorted by score
+
+
+def test_class_score_nms_equals_tf_image_nms_class_by_class_with_a_box_in_several_classes():
+    rng = np.random.default_rng(4)
+    for trial in range(10):
+        n, k = int(rng.integers(1, 60)), 3
+        boxes = random_boxes(rng, n)
+        class_scores = rng.uniform(0, 1, (n, k)).astype(np.float32)  # every box scored for every class
+        out = class_nms(boxes[None], class_scores[None], 0.3, 0.5, max_detections=300)
+        m = int(out["num_detections"][0])
+        got = set()
+        for b, s, c in zip(out["detection_boxes"][0, :m].numpy(), out["detection_scores"][0, :m].numpy(),
+                           out["detection_classes"][0, :m].numpy().astype(int), strict=True):
+            i = int(np.nonzero(class_scores[:, c] == s)[0][0])
+            np.testing.assert_array_equal(b, boxes[i])
+            got.add((c, i))
+        expected = {(c, int(i)) for c in range(k) for i in tf.image.non_max_suppression(
+            boxes, class_scores[:, c], 300, inclusive_iou_threshold(0.5), 0.3).numpy()}
+        assert got == expected, trial
 
 
 def test_notes_thresholds_are_inclusive():

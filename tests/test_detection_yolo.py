@@ -97,6 +97,42 @@ def test_detect_on_the_model_output_returns_nms_outputs():
     assert out["num_detections"].dtype == tf.int32 and np.all(out["num_detections"].numpy() > 0)
 
 
+def test_detect_scores_every_class_pc_times_p_and_serving_keeps_only_the_argmax():
+    # one box in cell (1, 2) of a 4x4 grid, pc = 0.9, class probabilities (0.5, 0.35, 0.1, 0.05); all else empty
+    grid = np.zeros((1, 4, 4, 3, 9), np.float32)
+    grid[..., 0] = -30.0
+    probs = np.array([0.5, 0.35, 0.1, 0.05])
+    grid[0, 1, 2, 1, :5] = [np.log(0.9 / 0.1), 0.0, 0.0, 0.0, 0.0]
+    grid[0, 1, 2, 1, 5:] = np.log(probs)
+    ranked = detect(grid, ANCHORS, 4, score_threshold=0.05)
+    n = int(ranked["num_detections"][0])
+    np.testing.assert_allclose(ranked["detection_scores"][0, :n], 0.9 * probs[:3], rtol=1e-5)  # 0.045 is dropped
+    np.testing.assert_array_equal(ranked["detection_classes"][0, :n], [0, 1, 2])
+    cx, cy = 2.5 / 4, 1.5 / 4
+    w, h = ANCHORS[1]
+    np.testing.assert_allclose(ranked["detection_boxes"][0, :n], [[cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2]] * 3,
+                               atol=1e-6)
+    single = detect(grid, ANCHORS, 4, score_threshold=0.05, one_class_per_box=True)
+    assert int(single["num_detections"][0]) == 1 and int(single["detection_classes"][0, 0]) == 0
+    grid[0, 1, 2, 1, 5:] = np.log([0.7, 0.2, 0.05, 0.05])  # served at 0.6: 0.9 * 0.7 = 0.63 passes, nothing else
+    served = detect(grid, ANCHORS, 4)
+    assert int(served["num_detections"][0]) == 1
+    np.testing.assert_allclose(served["detection_scores"][0, 0], 0.63, rtol=1e-5)
+
+
+def test_yolo_on_a_pretrained_trunk_keeps_the_grid_and_rejects_bad_options():
+    import pytest
+
+    model = build("yolo", (64, 64, 3), 4, anchors=ANCHORS.tolist(), backbone="efficientnet_lite0", width=4)
+    assert model.output_shape == (None, 4, 4, 3, 9)
+    assert model.get_layer("efficientnet_lite0").output.shape[1:] == (4, 4, 80)  # blocks 1-4, stride 16
+    assert model(np.zeros((1, 64, 64, 3), np.uint8)).shape == (1, 4, 4, 3, 9)
+    with pytest.raises(ValueError, match="backbone"):
+        build("yolo", (64, 64, 3), 4, backbone="vgg99")
+    with pytest.raises(ValueError, match="stride 16"):
+        build("yolo", (64, 64, 3), 4, backbone="efficientnet_lite0", stride=8)
+
+
 def test_box_aware_augmentation_keeps_targets_on_their_objects():
     from tasks.detection import DetectionTask
     from tasks.recipe import load_recipe
