@@ -1,6 +1,7 @@
 """Faces: gallery search at 1,000,000 encodings, and one-shot learning on unseen classes.
 
-    .venv/bin/python benchmarks/faces.py [--encodings 1000000] [--steps 600] [--losses ...] [--skip-training]
+    .venv/bin/python benchmarks/faces.py [--encodings 1000000] [--steps 600] [--losses ...] [--lite0-losses ...]
+                                         [--skip-training] [--skip-gallery]
 
 1. Identify against a SQLite gallery of ``--encodings`` 128-d unit encodings
    (20 per person), 2 threads, side by side: the gallery's NumPy block scan
@@ -11,7 +12,13 @@
    Fashion-MNIST classes (``--steps`` P x K batches) once per loss; the 5
    classes it never saw are verified (ROC AUC, EER) and identified (enrol one
    image per class, identify the rest). Same seed, data and steps for each loss;
-   ``LOSS:euclidean`` trains with plain instead of squared distances.
+   ``LOSS:euclidean`` trains with plain instead of squared distances. The
+   ``faces_fashion_mnist_lite0`` recipe (the ImageNet EfficientNet-Lite0 trunk,
+   images upscaled to 64 px) trains with each of ``--lite0-losses`` on the same
+   split and steps, its rows next to the small CNN's.
+
+``--skip-gallery`` keeps the gallery subsection of the previous results file
+(it says so) and reruns only the one-shot part.
 """
 
 from __future__ import annotations
@@ -148,17 +155,41 @@ def class_pair_aucs(task, model) -> list[str]:
     return out
 
 
-def one_shot_benchmark(losses: list[str], steps: int, epochs: int) -> str:
+def previous_gallery_section() -> str:
+    """The gallery subsection of the last results file, marked as reused."""
+    from benchmarks.machine import RESULTS
+
+    text = (RESULTS / "faces.md").read_text()
+    start = text.index("### Identify against")
+    end = text.find("### One-shot", start)
+    machine = text.split("Machine: ", 1)[1].split("\n", 1)[0]
+    return text[start: end if end >= 0 else len(text)].strip() + f"\n\n(Gallery figures kept from the previous run: {machine}.)\n"
+
+
+def verdict(aucs: dict[str, float]) -> str:
+    best = max(aucs, key=aucs.get)
+    mined = {k: v for k, v in aucs.items() if "hard" in k}
+    out = f"test AUC >= 0.95: {'met' if aucs[best] >= 0.95 else 'NOT met'} (best {aucs[best]:.3f}, {best})."
+    if mined and "triplet_random" in aucs:
+        win = max(mined.values()) > aucs["triplet_random"]
+        out += (f" Best hard/semi-hard mining ({max(mined.values()):.3f}) vs random triplets ({aucs['triplet_random']:.3f}): "
+                f"{'mining wins' if win else 'random wins'}.")
+    return out
+
+
+def one_shot_benchmark(losses: list[str], steps: int, epochs: int, lite0_losses: list[str] = ()) -> str:
     import keras
 
     from tasks.recipe import load_recipe
     from tasks.task import get_task_class
 
-    rows, aucs = [], {}
-    for spec in losses:
+    rows, aucs, lite_aucs, pairs = [], {}, {}, {}
+    runs = [("faces_fashion_mnist", spec) for spec in losses] + [("faces_fashion_mnist_lite0", spec) for spec in lite0_losses]
+    for recipe_name, spec in runs:
+        lite = recipe_name.endswith("lite0")
         loss, _, distance = spec.partition(":")  # e.g. triplet_batch_hard:euclidean
         overrides = [f"faces.loss={loss}", f"train.epochs={epochs}", f"train.steps_per_epoch={steps // epochs}"]
-        recipe = load_recipe("faces_fashion_mnist", overrides + (["faces.squared=false"] if distance == "euclidean" else []))
+        recipe = load_recipe(recipe_name, overrides + (["faces.squared=false"] if distance == "euclidean" else []))
         keras.utils.set_random_seed(recipe["seed"])
         task = get_task_class("faces")(recipe)
         inputs = task.build_inputs()
@@ -168,30 +199,28 @@ def one_shot_benchmark(losses: list[str], steps: int, epochs: int) -> str:
         task.fit(model, inputs, [])
         seconds = time.perf_counter() - start
         m = task.evaluate(model, inputs)
-        print(spec, {k: round(v, 4) for k, v in m.items()}, f"{seconds:.0f} s")
-        aucs[spec] = m["test_auc"]
-        if spec == losses[0]:
-            pairs = class_pair_aucs(task, model)
-        rows.append([spec + (f" (head AUC {m['test_head_auc']:.3f})" if "test_head_auc" in m else ""), f"{m['val_auc']:.3f}", f"{m['test_auc']:.3f}", f"{m['test_eer']:.3f}", f"{m['test_accuracy']:.3f}", f"{m['test_one_shot_accuracy']:.3f}", f"{seconds:.0f}"])
+        print(recipe_name, spec, {k: round(v, 4) for k, v in m.items()}, f"{seconds:.0f} s", flush=True)
+        (lite_aucs if lite else aucs)[spec] = m["test_auc"]
+        if spec == (lite0_losses[0] if lite else losses[0]):
+            pairs[lite] = class_pair_aucs(task, model)
+        rows.append([("Lite0 " if lite else "small CNN ") + spec + (f" (head AUC {m['test_head_auc']:.3f})" if "test_head_auc" in m else ""), f"{m['val_auc']:.3f}", f"{m['test_auc']:.3f}", f"{m['test_eer']:.3f}", f"{m['test_accuracy']:.3f}", f"{m['test_one_shot_accuracy']:.3f}", f"{seconds:.0f}"])
     recipe = load_recipe("faces_fashion_mnist")
     unseen = ", ".join(recipe["faces"]["unseen_classes"])
-    best = max(aucs, key=aucs.get)
-    mined = {k: v for k, v in aucs.items() if "hard" in k}
-    verdict = (
-        f"Goal test AUC >= 0.95: {'met' if aucs[best] >= 0.95 else 'NOT met'} (best {aucs[best]:.3f}, {best}). "
-        + (f"Best hard/semi-hard mining ({max(mined.values()):.3f}) vs random triplets ({aucs['triplet_random']:.3f}): "
-           f"{'mining wins' if max(mined.values()) > aucs['triplet_random'] else 'random wins'}."
-           if mined and "triplet_random" in aucs else "")
-    )
+    verdicts = [f"Small CNN: {verdict(aucs)}"] if aucs else []
+    verdicts += [f"Lite0: {verdict(lite_aucs)}"] if lite_aucs else []
+    confusions = [f"{'Lite0' if lite else 'small CNN'}, {(lite0_losses if lite else losses)[0]}: {'; '.join(p)}" for lite, p in pairs.items()]
     return (
         f"### One-shot on unseen classes (Fashion-MNIST; trained on the other 5 classes, {steps} steps of P x K = "
         f"{recipe['faces']['p']} x {recipe['faces']['k']})\n\n"
         f"Unseen classes: {unseen}. AUC/EER over {recipe['faces']['max_pairs']:,} balanced pairs of the test images of those classes; "
         "'accuracy at threshold' uses the threshold chosen on validation pairs of the training classes; one-shot = enrol 1 image "
-        "per unseen class, identify all the others (mean of 5 draws).\n\n"
-        + table(["loss", "val AUC (seen)", "test AUC (unseen)", "test EER", "accuracy at threshold", "one-shot identification", "train s"], rows)
-        + f"\n\n{verdict}\n\nWhere the unseen classes are confused ({losses[0]}; AUC of same-class pairs against the "
-        f"pairs of two classes): {'; '.join(pairs)}. Classes whose differences no training class taught "
+        "per unseen class, identify all the others (mean of 5 draws). Encoders: the small CNN of `faces_fashion_mnist` "
+        "(widths 16/32/64, 28 px grey) and the ImageNet EfficientNet-Lite0 trunk of `faces_fashion_mnist_lite0` (see its "
+        "description for the options and how they were chosen).\n\n"
+        + table(["encoder, loss", "val AUC (seen)", "test AUC (unseen)", "test EER", "accuracy at threshold", "one-shot identification", "train s"], rows)
+        + "\n\nGoal " + " ".join(verdicts)
+        + "\n\nWhere the unseen classes are confused (AUC of same-class pairs against the pairs of two classes): "
+        + " | ".join(confusions) + ". Classes whose differences no training class taught "
         "(two kinds of footwear, two long garments) stay close together.\n"
     )
 
@@ -203,11 +232,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--losses", nargs="+", default=[
         "triplet_semi_hard", "triplet_batch_hard", "triplet_batch_hard:euclidean", "triplet_all", "triplet_random", "binary"])
+    ap.add_argument("--lite0-losses", nargs="*", default=["triplet_semi_hard", "triplet_random"])
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--skip-gallery", action="store_true", help="keep the gallery subsection of the previous results file")
     args = ap.parse_args()
-    parts = [gallery_benchmark(args.encodings)]
+    parts = [previous_gallery_section() if args.skip_gallery else gallery_benchmark(args.encodings)]
     if not args.skip_training:
-        parts.append(one_shot_benchmark(args.losses, args.steps, args.epochs))
+        parts.append(one_shot_benchmark(args.losses, args.steps, args.epochs, args.lite0_losses))
     command = "python benchmarks/faces.py " + " ".join(sys.argv[1:])
     write_section("faces", "Faces: gallery search and one-shot verification", command.strip(), "\n".join(parts))
 
