@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +39,8 @@ class Splits:
     sizes: dict[str, int]
     fingerprint: str
     skipped: Counter = field(default_factory=Counter)
-    train_arrays: np.ndarray | None = None  # the training images, when held in memory unconverted
+    train_xy: tuple[np.ndarray, np.ndarray] | None = None  # in-memory training arrays, before ``convert``
+    convert: Callable | None = None  # (images, labels) -> (images, labels): channels/size, works on batches
 
 
 def _split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,11 +93,14 @@ def load_splits(
     te = _limit(np.arange(len(data.x_test)), test_limit)
     ch = channels or data.x_train.shape[-1]
 
+    convert = None
+    if ch != data.x_train.shape[-1] or size:
+        def convert(im, lb):
+            return _convert(im, ch, size), lb
+
     def make(x, y):
         ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if ch != x.shape[-1] or size:
-            ds = ds.map(lambda im, lb: (_convert(im, ch, size), lb), num_parallel_calls=AUTOTUNE)
-        return ds
+        return ds.map(convert, num_parallel_calls=AUTOTUNE) if convert else ds
 
     h, w = size or data.x_train.shape[1:3]
     return Splits(
@@ -106,7 +111,8 @@ def load_splits(
         class_names=list(data.class_names),
         sizes={"train": len(tr), "val": len(va), "test": len(te)},
         fingerprint=data.fingerprint(),
-        train_arrays=data.x_train[tr] if ch == data.x_train.shape[-1] and not size else None,
+        train_xy=(data.x_train[tr], data.y_train[tr]),
+        convert=convert,
     )
 
 
@@ -130,6 +136,7 @@ def _derived(data, spec, seed, val_fraction, train_limit, test_limit) -> Splits:
         class_names=list(data.class_names),
         sizes={"train": len(tr), "val": len(va), "test": len(te)},
         fingerprint=f"{data.fingerprint()}-{json.dumps(spec, sort_keys=True)}",
+        train_xy=parts["train"],
     )
 
 
@@ -178,6 +185,47 @@ def batch(
     if training and shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
+    if transform is not None:
+        ds = transform(ds)
+    return ds.prefetch(AUTOTUNE)
+
+
+def permuted_batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int | None = None,
+    convert: Callable | None = None,
+    transform=None,
+) -> tf.data.Dataset:
+    """In-memory training arrays as batches of a new full permutation every epoch, ``transform``-ed, prefetched.
+
+    The in-memory counterpart of ``batch(..., training=True)``: instead of
+    passing every element through a shuffle buffer and re-batching it, each
+    epoch draws one permutation of all indices (seeded: the same sequence of
+    epochs run after run), gathers the arrays in that order once and slices
+    them into batches, about half the pipeline's CPU per epoch; and the shuffle
+    is complete rather than limited to a buffer. ``convert(images, labels)``
+    (channel/size conversion) runs per batch, then ``transform``.
+
+    Example:
+        >>> s = load_splits("fashion_mnist", seed=42, train_limit=1000)
+        >>> train = permuted_batches(*s.train_xy, 64, seed=42, convert=s.convert)
+    """
+    n = len(x)
+    full = n // batch_size
+    images, labels = tf.constant(x), tf.constant(y)
+
+    def epoch(order):
+        xs, ys = tf.gather(images, order), tf.gather(labels, order)
+        cut = full * batch_size
+        ds = tf.data.Dataset.from_tensor_slices((
+            tf.reshape(xs[:cut], [full, batch_size, *x.shape[1:]]), tf.reshape(ys[:cut], [full, batch_size, *y.shape[1:]])))
+        return ds.concatenate(tf.data.Dataset.from_tensors((xs[cut:], ys[cut:]))) if n % batch_size else ds
+
+    ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(n).flat_map(epoch)
+    if convert is not None:
+        ds = ds.map(convert, num_parallel_calls=AUTOTUNE)
     if transform is not None:
         ds = transform(ds)
     return ds.prefetch(AUTOTUNE)

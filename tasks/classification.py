@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from pipelines.splits import batch, load_splits
+from pipelines.splits import batch, load_splits, permuted_batches
 from serving.export import export_classifier, export_tensor_classifier
 from tasks import plots
 from tasks.errors import UserError
@@ -62,13 +62,20 @@ class ClassificationTask(Task):
             raise UserError("data.augment works on images; remove it or data.derive (sequences/clips are not augmented)")
         bs = self.recipe["train"]["batch_size"]
         return Inputs(
-            train=batch(splits.train, bs, data["shuffle_buffer"], seed, training=True, transform=self._train_transform(splits)),
+            train=self._train_batches(splits, bs, seed),
             val=batch(splits.val, bs) if splits.val is not None else None,
             test=batch(splits.test, bs) if splits.test is not None else None,
             input_shape=splits.input_shape,
             class_names=splits.class_names,
             info={"fingerprint": splits.fingerprint, "sizes": splits.sizes, "skipped": dict(splits.skipped)},
         )
+
+    def _train_batches(self, splits, bs: int, seed: int):
+        """Training batches: a full permutation per epoch for in-memory sets, a shuffle buffer for streamed ones."""
+        transform = self._train_transform(splits)
+        if splits.train_xy is not None:
+            return permuted_batches(*splits.train_xy, bs, seed, splits.convert, transform)
+        return batch(splits.train, bs, self.recipe["data"]["shuffle_buffer"], seed, training=True, transform=transform)
 
     def _train_transform(self, splits):
         """Per-batch augmentation (each image draws its own parameters), then the tf.data service if set."""
@@ -99,7 +106,7 @@ class ClassificationTask(Task):
         """AlexNet's PCA colour basis from the training images (logged with the run by ``log_figures``)."""
         from pipelines.pca_colour import fit_pca
 
-        images = splits.train_arrays
+        images = splits.train_xy[0] if splits.train_xy is not None and splits.convert is None else None
         if images is None:
             images = np.stack([x for x, _ in splits.train.take(2000).as_numpy_iterator()])
         try:

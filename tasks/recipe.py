@@ -40,7 +40,7 @@ BASE_SCHEMA: dict[str, Any] = {
         "channels": None,  # 1 or 3 to convert, None keeps the native channels
         "augment": [],  # augmentation policy: a list of names or {name: {...}}
         "derive": None,  # rows | raster | {clip: {frames: 8, step: 2}}: images as 1D sequences / 3D clips
-        "shuffle_buffer": 10000,
+        "shuffle_buffer": 10000,  # streamed (file) sets; in-memory sets get a full permutation each epoch
         "service": None,  # {dispatcher: grpc://host:port, mode: ...}: augment on tf.data service workers
     },
     "model": {"name": "lenet5", "options": {}},

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from pipelines.catalog import load_arrays, read_idx
 from pipelines.sources import csv_manifest, image_folder
-from pipelines.splits import batch, load_splits
+from pipelines.splits import batch, load_splits, permuted_batches
 
 
 def test_idx_reader_against_a_hand_written_file(tmp_path):
@@ -43,6 +43,36 @@ def test_splits_are_seeded_and_disjoint():
     resized = load_splits("digits", seed=3, image_size=(16, 16), channels=3, train_limit=10)
     x, y = next(iter(batch(resized.train, 4)))
     assert x.shape == (4, 16, 16, 3) and x.dtype == tf.uint8 and resized.input_shape == (16, 16, 3)
+
+
+
+def _epochs(ds, count):
+    it = []
+    for _ in range(count):
+        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
+        it.append((xs, ys))
+    return it
+
+
+def test_permuted_batches_give_a_new_full_permutation_each_epoch_repeatably():
+    s = load_splits("digits", seed=3, val_fraction=0.2, train_limit=203)
+    x, y = s.train_xy
+    ds = permuted_batches(x, y, 32, seed=7)
+    epochs = _epochs(ds, 2)
+    for xs, ys in epochs:
+        assert [len(b) for b in ys] == [32] * 6 + [11]  # full batches, then the remainder
+        images = np.concatenate(xs)
+        # every training image exactly once, with its own label: compare against the arrays by content
+        order = [int(np.flatnonzero((x == im).all(axis=(1, 2, 3)))[0]) for im in images]
+        assert sorted(order) == list(range(len(x)))
+        np.testing.assert_array_equal(np.concatenate(ys), y[order])
+    assert not np.array_equal(np.concatenate(epochs[0][1]), np.concatenate(epochs[1][1]))  # a new order each epoch
+    again = _epochs(permuted_batches(x, y, 32, seed=7), 2)  # the same seed: the same epochs, run after run
+    for (xa, _), (xb, _) in zip(epochs, again, strict=True):
+        np.testing.assert_array_equal(np.concatenate(xa), np.concatenate(xb))
+    resized = load_splits("digits", seed=3, image_size=(16, 16), channels=3, train_limit=10)
+    bx, by = next(iter(permuted_batches(*resized.train_xy, 4, seed=1, convert=resized.convert)))
+    assert bx.shape == (4, 16, 16, 3) and bx.dtype == tf.uint8
 
 
 @pytest.fixture
