@@ -22,6 +22,13 @@ Every figure below was measured by a script in `benchmarks/` (the command is
 given with each section), on the machine named there. The machine is shared
 and noisy: compare the ratios measured side by side in one run, not absolute
 times across sections. `make bench` reruns everything and rewrites this file.
+
+`make bench` is bounded: every script bounds its own time (its budget options
+are in its docstring) and the runner stops any script at `--timeout` (default
+30 min), so a full run cannot exceed 18 x 30 min; with the scripts' default
+budgets it takes about 3 hours on this 2-core machine (detection ~40 min,
+transfer ~25 min, augmentation ~20 min, classic nets, faces, first-step and
+training efficiency ~10-15 min each, the rest a few minutes).
 """
 
 
