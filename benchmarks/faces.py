@@ -18,7 +18,8 @@
    split and steps, its rows next to the small CNN's.
 
 ``--skip-gallery`` keeps the gallery subsection of the previous results file
-(it says so) and reruns only the one-shot part.
+(it says so) and reruns only the one-shot part; ``--keep-previous-rows`` adds
+the previous run's small-CNN rows of the losses not rerun, marked "previous run".
 """
 
 from __future__ import annotations
@@ -166,6 +167,24 @@ def previous_gallery_section() -> str:
     return text[start: end if end >= 0 else len(text)].strip() + f"\n\n(Gallery figures kept from the previous run: {machine}.)\n"
 
 
+def previous_cnn_rows(rerun: list[str]) -> list[list[str]]:
+    """Small-CNN rows of the last results file whose loss is not rerun now, marked as such."""
+    from benchmarks.machine import RESULTS
+
+    text = (RESULTS / "faces.md").read_text()
+    table_text = text[text.index("### One-shot"):]
+    out = []
+    for line in table_text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 7 or not cells[1][:1].isdigit():
+            continue
+        name = cells[0].removeprefix("small CNN ")
+        if name.startswith("Lite0 ") or name.split(" ")[0] in rerun:
+            continue
+        out.append([f"small CNN {name} (previous run)", *cells[1:]])
+    return out
+
+
 def verdict(aucs: dict[str, float]) -> str:
     best = max(aucs, key=aucs.get)
     mined = {k: v for k, v in aucs.items() if "hard" in k}
@@ -177,7 +196,7 @@ def verdict(aucs: dict[str, float]) -> str:
     return out
 
 
-def one_shot_benchmark(losses: list[str], steps: int, epochs: int, lite0_losses: list[str] = ()) -> str:
+def one_shot_benchmark(losses: list[str], steps: int, epochs: int, lite0_losses: list[str] = (), keep_previous: bool = False) -> str:
     import keras
 
     from tasks.recipe import load_recipe
@@ -204,6 +223,8 @@ def one_shot_benchmark(losses: list[str], steps: int, epochs: int, lite0_losses:
         if spec == (lite0_losses[0] if lite else losses[0]):
             pairs[lite] = class_pair_aucs(task, model)
         rows.append([("Lite0 " if lite else "small CNN ") + spec + (f" (head AUC {m['test_head_auc']:.3f})" if "test_head_auc" in m else ""), f"{m['val_auc']:.3f}", f"{m['test_auc']:.3f}", f"{m['test_eer']:.3f}", f"{m['test_accuracy']:.3f}", f"{m['test_one_shot_accuracy']:.3f}", f"{seconds:.0f}"])
+    if keep_previous:
+        rows[len(losses):len(losses)] = previous_cnn_rows(losses)
     recipe = load_recipe("faces_fashion_mnist")
     unseen = ", ".join(recipe["faces"]["unseen_classes"])
     verdicts = [f"Small CNN: {verdict(aucs)}"] if aucs else []
@@ -235,10 +256,11 @@ def main() -> None:
     ap.add_argument("--lite0-losses", nargs="*", default=["triplet_semi_hard", "triplet_random"])
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-gallery", action="store_true", help="keep the gallery subsection of the previous results file")
+    ap.add_argument("--keep-previous-rows", action="store_true", help="add the previous run's small-CNN rows of losses not rerun")
     args = ap.parse_args()
     parts = [previous_gallery_section() if args.skip_gallery else gallery_benchmark(args.encodings)]
     if not args.skip_training:
-        parts.append(one_shot_benchmark(args.losses, args.steps, args.epochs, args.lite0_losses))
+        parts.append(one_shot_benchmark(args.losses, args.steps, args.epochs, args.lite0_losses, args.keep_previous_rows))
     command = "python benchmarks/faces.py " + " ".join(sys.argv[1:])
     write_section("faces", "Faces: gallery search and one-shot verification", command.strip(), "\n".join(parts))
 
