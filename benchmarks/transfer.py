@@ -312,11 +312,10 @@ def main(argv=None) -> int:
             ["staged unfreezing beats head only", f"{100 * (staged_acc - head_acc):+.1f} (mean of seeds "
              f"{100 * (mean_staged - mean_head):+.1f})", verdict(staged_acc > head_acc and mean_staged > mean_head)],
             ["ensemble of 3 + 10-crop beats the best single model by >= 0.5 on the full 10k", f"{gain_ens:+.2f} on {n_crop}",
-             verdict(full and len(members) >= 3 and gain_ens >= 0.5) if full else "not judged (test set cut)"],
+             verdict(full and len(members) >= 3 and gain_ens >= 0.5) if full else "not judged (not the full 10k)"],
             ["cached-activation head epochs >= 5x faster", f"{speed:.0f}x", verdict(speed >= 5)],
         ]),
-        "",
-        gap_note(scratch_acc, scratch_epoch, args.scratch_epochs, max(head_acc, staged_acc)),
+        *(["", note] if (note := gap_note(scratch_acc, scratch_epoch, args.scratch_epochs, max(head_acc, staged_acc))) else []),
         "",
         CHOICES,
     ]
