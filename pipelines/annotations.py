@@ -153,8 +153,9 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None) -> An
         raise ValueError(f"COCO file {json_path} cannot be read: {err}") from None
     index = {c["id"]: i for i, c in enumerate(categories)}
     out = Annotated(class_names=[str(c["name"]) for c in categories])
-    k = max((len(a.get("keypoints") or []) // 3 for a in annotations if isinstance(a, dict)), default=0)
-    named = [c["keypoints"] for c in categories if len(c.get("keypoints") or []) == k]
+    k = max((len(a["keypoints"]) // 3 for a in annotations if isinstance(a, dict) and isinstance(a.get("keypoints"), list)),
+            default=0)
+    named = [c["keypoints"] for c in categories if isinstance(c.get("keypoints"), list) and len(c["keypoints"]) == k]
     out.keypoint_names = [str(n) for n in named[0]] if k and named else None
     per_image: dict = {i: [] for i in images}
     for a in annotations:
