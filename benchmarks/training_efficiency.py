@@ -4,7 +4,10 @@
 
 Models: the project's ``models.build("resnet50")`` as Keras lays it out (conv
 biases before batch norm) and bias-free (``use_bias=False``, torchvision's and
-the paper's layout: batch norm makes the bias redundant), and, for reference,
+the paper's layout: batch norm makes the bias redundant), both on the project's
+``FusedBatchNormalization``; the bias-free net again with Keras' own
+``BatchNormalization`` in every place (the same weights and maths, unfused ops:
+the fix measured side by side); and, for reference,
 ``keras.applications.ResNet50(weights=None)``, all at 96x96x3, 10 classes,
 batch 32, SGD, on one fixed random batch (the data pipeline is measured in
 ``overhead.py``, not here). Each is built once under the float32 policy and
@@ -47,6 +50,7 @@ import models  # noqa: E402
 from benchmarks.machine import table, write_section  # noqa: E402
 from benchmarks.peak import load_note, matmul_gflops  # noqa: E402
 from models.conv_arithmetic import layer_table  # noqa: E402
+from models.fused_batch_norm import FusedBatchNormalization  # noqa: E402
 from tasks.task import compile_model  # noqa: E402
 
 SIZE, BATCH, CLASSES = 96, 32, 10
@@ -68,11 +72,22 @@ def regime_ratio(rate: list[float], peaks: list[float], high: bool) -> str:
     return f"{statistics.median(ratios):.2f}" if ratios else "-"
 
 
+def with_keras_batch_norm(model: keras.Model) -> keras.Model:
+    """The same functional model with every FusedBatchNormalization replaced by Keras' own layer."""
+    def clone(layer):
+        cls = keras.layers.BatchNormalization if isinstance(layer, FusedBatchNormalization) else type(layer)
+        return cls.from_config(layer.get_config())
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
 def build(which: str, policy: str) -> keras.Model:
     keras.mixed_precision.set_global_policy(policy)
     try:
         if which.startswith("convforge resnet50"):
             model = models.build("resnet50", (SIZE, SIZE, 3), CLASSES, use_bias="bias-free" not in which)
+            if "Keras BN" in which:
+                model = with_keras_batch_norm(model)
         else:
             model = keras.applications.ResNet50(weights=None, input_shape=(SIZE, SIZE, 3), classes=CLASSES)
     finally:
@@ -89,7 +104,9 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
     labels = rng.integers(0, CLASSES, BATCH)
-    configs = [(w, p) for w in ("convforge resnet50 bias-free", "convforge resnet50", "keras.applications.ResNet50") for p in ("float32", "mixed_bfloat16")]
+    nets_built = ("convforge resnet50 bias-free", "convforge resnet50 bias-free, Keras BN", "convforge resnet50",
+                  "keras.applications.ResNet50")
+    configs = [(w, p) for w in nets_built for p in ("float32", "mixed_bfloat16")]
     nets, flops, trace_s = {}, {}, {}
     for which, policy in configs:
         model = build(which, policy)
@@ -126,6 +143,10 @@ def main(argv=None) -> int:
         rows.append([which, policy, f"{flops[(which, policy)] / BATCH / 1e9:.2f}", f"{statistics.median(rate):.1f}",
                      f"{ratio:.2f}", *by_state, f"{best:.2f}", f"{ratio_bf:.2f}" if policy != "float32" else "",
                      f">= {goal:.2f}: {'met' if ratio >= goal else 'NOT met'}", f"{trace_s[(which, policy)]:.0f}"])
+    fused_gain = {policy: statistics.median(
+        a / b for a, b in zip(rates[("convforge resnet50 bias-free", policy)],
+                              rates[("convforge resnet50 bias-free, Keras BN", policy)], strict=True))
+        for policy in ("float32", "mixed_bfloat16")}
     states = [sum(is_high(p, peaks["float32"]) == high for p in peaks["float32"]) for high in (False, True)]
     body = (table(["model (96x96x3, batch 32)", "precision", "train GFLOP/example", "achieved GFLOP/s (median)",
                    "/ fp32 peak (median of per-round ratios)", f"same, low-peak rounds ({states[0]})",
@@ -134,6 +155,8 @@ def main(argv=None) -> int:
             + f"\n\nSame-run matmul peaks (median of {rounds} rounds): float32 {f32:.1f} GFLOP/s, bfloat16 {bf16:.1f} GFLOP/s "
             f"(bf16/fp32 {bf16 / f32:.2f}). Measured under {load_note()}: every figure is a share of the cores; "
             f"{args.steps} timed steps per model per round. "
+            f"Fused batch norm against Keras' (the bias-free net, same rounds, median of per-round ratios): "
+            f"{fused_gain['float32']:.2f}x the GFLOP/s in float32, {fused_gain['mixed_bfloat16']:.2f}x with mixed_bfloat16. "
             "FLOPs: forward multiply-accumulates from `models.conv_arithmetic` x2 x3 (see the script's docstring). "
             "\n\nThe float32 peak of these 2 vCPUs is not one number: across runs and rounds it measured either about "
             "240 or about 480 GFLOP/s (the cause is not visible from inside the virtual machine; a round is "

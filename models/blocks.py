@@ -19,6 +19,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from models.fused_batch_norm import FusedBatchNormalization
+
 CONV = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}
 MAX_POOL = {1: layers.MaxPooling1D, 2: layers.MaxPooling2D, 3: layers.MaxPooling3D}
 AVG_POOL = {1: layers.AveragePooling1D, 2: layers.AveragePooling2D, 3: layers.AveragePooling3D}
@@ -53,7 +55,7 @@ def conv_bn(x, filters: int, kernel, strides=1, rank: int = 2, activation: str |
             use_bias: bool = True, name: str = "conv"):
     """Conv (same padding) -> BatchNorm -> activation (skipped if None): ``z`` then ``g(z)``."""
     x = CONV[rank](filters, kernel, strides=strides, padding="same", use_bias=use_bias, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x

@@ -43,6 +43,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from models.fused_batch_norm import FusedBatchNormalization
 from models.registry import register
 
 BLOCKS = (  # (repeats, kernel, stride, expand, filters)
@@ -65,7 +66,7 @@ def block_names() -> list[str]:
 
 
 def _bn(name: str):
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)
+    return FusedBatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)
 
 
 def _mbconv(x, prefix: str, kernel: int, stride: int, expand: int, filters: int):

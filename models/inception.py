@@ -36,6 +36,7 @@ import keras
 from keras import layers
 
 from models.blocks import image_input, scaled
+from models.fused_batch_norm import FusedBatchNormalization
 from models.local_response_norm import LocalResponseNormalization
 from models.registry import register
 
@@ -59,7 +60,7 @@ def _conv(x, filters: int, kernel: int, name: str, strides: int = 1, batch_norm:
     if not batch_norm:
         return layers.Conv2D(filters, kernel, strides=strides, padding="same", activation="relu", name=name)(x)
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name)(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.fused_batch_norm import FusedBatchNormalization
 from models.iou import iou_wh
 from models.nms import IOU_THRESHOLD, SCORE_THRESHOLD, class_nms
 from models.registry import register
@@ -180,7 +181,7 @@ class YoloLoss(keras.losses.Loss):
 # -- model ---------------------------------------------------------------------
 def _conv(x, filters: int, kernel: int, name: str):
     x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(0.1, name=f"{name}_leaky")(x)
 
 
