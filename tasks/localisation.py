@@ -12,10 +12,16 @@ Evaluation on held-out scenes: ``pc`` accuracy (object present iff
 with IoU >= 0.5, and the mean landmark error (fraction of the image side), on
 the images that hold an object. Export: ``detection_*`` outputs (at most one
 box) plus ``landmarks`` ``[N, 1, K, 2]``, so ``convforge detect`` draws them too.
+
+``data.augment`` transforms each training scene's box and landmarks with its
+pixels (``pipelines.augment``); a mirror also swaps the landmarks whose names
+say a side (``LANDMARK_FLIP``: left <-> right, top <-> bottom), and an object
+whose box leaves the image becomes a scene without one (``pc = 0``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -24,7 +30,8 @@ import tensorflow as tf
 import yaml
 
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
-from pipelines.scenes import LANDMARK_NAMES, Scenes, scene_stream
+from pipelines.augment import augment_dataset, validate_policy
+from pipelines.scenes import LANDMARK_FLIP, LANDMARK_NAMES, Scenes, scene_stream
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from tasks import plots
 from tasks.detection import fit_scenes, load_scene_splits, scene_source, scenes_fingerprint
@@ -42,6 +49,34 @@ def localisation_targets(scenes: Scenes, num_classes: int) -> np.ndarray:
         rows.append(encode_localisation(b[0], c[0], m[0], num_classes, k) if len(b) else
                     encode_localisation(None, 0, None, num_classes, k))
     return np.stack(rows)
+
+
+def scene_elements(chunks) -> Iterator[dict]:
+    """Scenes as ``pipelines.augment`` dict elements: ``image``, ``boxes`` ``[M, 4]``, ``box_labels`` ``[M]``,
+    ``keypoints`` ``[M * K, 2]`` (M = 0 or 1 here)."""
+    for chunk in chunks:
+        for image, boxes, classes, marks in zip(chunk.images, chunk.boxes, chunk.classes, chunk.landmarks, strict=True):
+            yield {"image": image, "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+                   "box_labels": np.asarray(classes, np.int64).reshape(-1),
+                   "keypoints": np.asarray(marks, np.float32).reshape(-1, 2)}
+
+
+def augmented_targets(elements: tf.data.Dataset, policy: list, seed: int | None, num_classes: int) -> tf.data.Dataset:
+    """``(image, target)`` pairs of augmented scene elements (``scene_elements``): the box and landmarks
+    move with the pixels, a mirror swaps the sided landmarks, a box that left the image means no object."""
+    k = len(LANDMARK_NAMES)
+
+    def target(boxes, labels, points):
+        if len(boxes) == 0:
+            return encode_localisation(None, 0, None, num_classes, k)
+        return encode_localisation(boxes[0], labels[0], points[:k], num_classes, k)
+
+    def encode(e):
+        y = tf.numpy_function(target, [e["boxes"], e["box_labels"], e["keypoints"]], tf.float32)
+        return e["image"], tf.ensure_shape(y, [5 + num_classes + 2 * k])
+
+    ds = augment_dataset(elements, policy, seed, flip_pairs=LANDMARK_FLIP)
+    return ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
 
 
 def localisation_metrics(scenes: Scenes, outputs: np.ndarray, num_classes: int, pc_threshold: float) -> dict:
@@ -75,9 +110,10 @@ class LocalisationTask(Task):
 
     def build_inputs(self) -> Inputs:
         data = self.recipe["data"]
-        if data["augment"]:
-            raise UserError("data.augment is not used by localisation (a mirror would swap the left/right "
-                            "landmarks); remove it, the scene generator already varies every scene")
+        try:
+            validate_policy(data["augment"])
+        except ValueError as err:
+            raise UserError(f"data.augment: {err}") from None
         if self.recipe["scenes"]["objects_per_scene"][1] > 1:
             raise UserError("scenes.objects_per_scene: localisation takes at most one object per image; use [0, 1]")
         if not data["dataset"].startswith("scenes:"):
@@ -95,19 +131,26 @@ class LocalisationTask(Task):
                 out = out.shuffle(min(len(s), data["shuffle_buffer"]), seed=self.recipe["seed"])
             return out.batch(bs).prefetch(tf.data.AUTOTUNE)
 
+        if data["augment"]:
+            train_ds = self._augmented_stream(train, image_size, bs)
+        else:
+            train_ds = self._fresh_stream(image_size, bs) if self.recipe["scenes"]["fresh"] else ds(train, True)
         return Inputs(
-            train=self._fresh_stream(image_size, bs) if self.recipe["scenes"]["fresh"] else ds(train, True),
+            train=train_ds,
             val=ds(val, False), test=ds(self.test_scenes, False),
             input_shape=(int(image_size[0]), int(image_size[1]), 3), class_names=train.class_names,
             info={"fingerprint": scenes_fingerprint(train, val, self.test_scenes),
                   "sizes": {"train": len(train), "val": len(val), "test": len(self.test_scenes)}},
         )
 
+    def _fresh_chunks(self, image_size) -> Iterator[Scenes]:
+        """New scenes every epoch (one endless seeded stream, continued across epochs): nothing to memorise."""
+        data, photos, common = scene_source(self.recipe["data"]["dataset"].partition(":")[2], image_size,
+                                            self.recipe["scenes"])
+        return scene_stream(data.x_train, data.y_train, photos, seed=self.recipe["seed"], **common)
+
     def _fresh_stream(self, image_size, batch_size: int) -> tf.data.Dataset:
-        """New scenes every epoch (an endless seeded stream): nothing to memorise."""
-        cfg, k = self.recipe["scenes"], self.num_classes
-        data, photos, common = scene_source(self.recipe["data"]["dataset"].partition(":")[2], image_size, cfg)
-        stream = scene_stream(data.x_train, data.y_train, photos, seed=self.recipe["seed"], **common)
+        k, stream = self.num_classes, self._fresh_chunks(image_size)
 
         def scenes():
             for chunk in stream:
@@ -116,6 +159,18 @@ class LocalisationTask(Task):
         h, w = (int(v) for v in image_size)
         ds = tf.data.Dataset.from_generator(scenes, output_signature=(
             tf.TensorSpec([h, w, 3], tf.uint8), tf.TensorSpec([5 + k + 2 * len(LANDMARK_NAMES)], tf.float32)))
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def _augmented_stream(self, train: Scenes, image_size, batch_size: int) -> tf.data.Dataset:
+        """Fresh (or the fixed, reshuffled) training scenes through ``data.augment``."""
+        fresh, seed, (h, w) = self.recipe["scenes"]["fresh"], self.recipe["seed"], (int(v) for v in image_size)
+        stream = self._fresh_chunks(image_size) if fresh else None
+        elements = tf.data.Dataset.from_generator(lambda: scene_elements(stream if fresh else [train]), output_signature={
+            "image": tf.TensorSpec([h, w, 3], tf.uint8), "boxes": tf.TensorSpec([None, 4], tf.float32),
+            "box_labels": tf.TensorSpec([None], tf.int64), "keypoints": tf.TensorSpec([None, 2], tf.float32)})
+        if not fresh:
+            elements = elements.shuffle(min(len(train), self.recipe["data"]["shuffle_buffer"]), seed=seed)
+        ds = augmented_targets(elements, self.recipe["data"]["augment"], seed, self.num_classes)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     def fit(self, model, inputs, callbacks):

@@ -2,10 +2,14 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
+from pipelines.catalog import load_arrays
+from pipelines.scenes import background_photos, make_scenes
 from serving.loader import load_export, predict_arrays
-from tasks.localisation import LocalisationTask
+from tasks.errors import UserError
+from tasks.localisation import LocalisationTask, augmented_targets, localisation_targets, scene_elements
 from tasks.recipe import load_recipe
 
 
@@ -37,6 +41,36 @@ def test_loss_counts_only_pc_without_an_object():
     assert expected[1] == bce[1]
     got = float(LocalisationLoss(c)(true.astype(np.float32), pred.astype(np.float32)))
     np.testing.assert_allclose(got, expected.mean(), rtol=1e-5)
+
+
+def test_mirrored_scenes_move_the_box_and_swap_sided_landmarks():
+    data = load_arrays("fashion_mnist")
+    scenes = make_scenes(data.x_train[:100], data.y_train[:100], background_photos(), 8, image_size=(64, 64),
+                         objects_per_scene=(1, 1), object_size=(20, 30), seed=5)
+    spec = {"image": tf.TensorSpec([64, 64, 3], tf.uint8), "boxes": tf.TensorSpec([None, 4], tf.float32),
+            "box_labels": tf.TensorSpec([None], tf.int64), "keypoints": tf.TensorSpec([None, 2], tf.float32)}
+    elements = tf.data.Dataset.from_generator(lambda: scene_elements([scenes]), output_signature=spec)
+    out = list(augmented_targets(elements, [{"mirror": {"p": 1.0}}], seed=1, num_classes=10).as_numpy_iterator())
+    before = localisation_targets(scenes, 10)
+    for (image, y), original, t in zip(out, scenes.images, before, strict=True):
+        np.testing.assert_array_equal(image, original[:, ::-1])
+        assert y[0] == 1 and (y[5:15] == t[5:15]).all()  # still an object, same class
+        np.testing.assert_allclose(y[1], 1 - t[1], atol=1.5 / 64)  # bx mirrored
+        np.testing.assert_allclose(y[2:5], t[2:5], atol=1.5 / 64)  # by, bw, bh kept
+        marks, was = y[15:].reshape(5, 2), t[15:].reshape(5, 2)  # centroid, top, bottom, left, right
+        np.testing.assert_allclose(marks[:, 0], 1 - was[[0, 1, 2, 4, 3], 0], atol=1.5 / 64)  # left <-> right
+        np.testing.assert_allclose(marks[:, 1], was[[0, 1, 2, 4, 3], 1], atol=1.5 / 64)
+        assert marks[3, 0] <= marks[4, 0]  # the point labelled 'left' is still the leftmost
+
+
+def test_augmented_training_batches_and_bad_policy(workdir):
+    base = ["scenes.train=16", "scenes.val=8", "scenes.test=8", "train.batch_size=8"]
+    task = LocalisationTask(load_recipe("scenes_localisation", base + ["data.augment=[mirror, {rotate: {degrees: 10}}]"]))
+    images, targets = next(iter(task.build_inputs().train))
+    assert images.shape == (8, 64, 64, 3) and targets.shape == (8, 25)
+    assert set(np.unique(targets[:, 0])) <= {0.0, 1.0}
+    with pytest.raises(UserError, match="data.augment"):
+        LocalisationTask(load_recipe("scenes_localisation", base + ["data.augment=[blur]"])).build_inputs()
 
 
 @pytest.mark.slow
