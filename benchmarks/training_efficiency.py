@@ -160,13 +160,19 @@ def main(argv=None) -> int:
             "FLOPs: forward multiply-accumulates from `models.conv_arithmetic` x2 x3 (see the script's docstring). "
             "\n\nThe float32 peak of these 2 vCPUs is not one number: across runs and rounds it measured either about "
             "240 or about 480 GFLOP/s (the cause is not visible from inside the virtual machine; a round is "
-            "'high-peak' above 0.7 x the run's highest peak). Training gains less than the matmul from the high state "
-            "(ResNet-50 went from ~140 to ~240 GFLOP/s in float32 while the peak doubled), so its share of the same-round peak is lower there; both are shown.\n\nWhat limits the ratio: the count covers only Conv/Dense multiplies, "
-            "while every step also runs batch norm, ReLU, residual additions and bias adds forward and backward, "
-            "memory-bound work that is not counted; with mixed_bfloat16 batch norm still computes in float32 (casts "
-            "around every one), and this CPU has AVX512-BF16 but no AMX, so bf16 convolutions gain less over fp32 than "
-            "the bf16 matmul does. The project's ResNet-50 keeps Keras' conv biases by default (parameter parity with "
-            "keras.applications); the bias-free layout skips a bias add and its gradient per convolution.")
+            "'high-peak' above 0.7 x the run's highest peak). Training gains less than the matmul from the high "
+            "state, so its share of the same-round peak is lower there; both are shown."
+            "\n\nWhat limited the ratio, and the fix: the count covers only Conv/Dense multiplies, while every step "
+            "also runs batch norm, ReLU, residual additions and bias adds forward and backward, memory-bound work "
+            "that is not counted. Keras 3's `BatchNormalization` computes the batch moments and the normalisation "
+            "as separate ops forward and backward, and under mixed_bfloat16 casts every activation to float32 and "
+            "back around them. The project's nets now use `models.fused_batch_norm.FusedBatchNormalization` "
+            "(TensorFlow's FusedBatchNormV3 on oneDNN, which takes bfloat16 activations directly; the same weights, "
+            "config and frozen behaviour); the 'Keras BN' rows are the same net with Keras' layer, measured in the "
+            "same rounds. keras.applications.ResNet50 keeps Keras' layer. This CPU has AVX512-BF16 but no AMX, so "
+            "bf16 convolutions gain less over fp32 than the bf16 matmul does. The project's ResNet-50 keeps Keras' "
+            "conv biases by default (parameter parity with keras.applications); the bias-free layout skips a bias "
+            "add and its gradient per convolution.")
     write_section("training_efficiency", "Training FLOP efficiency: ResNet-50 against the same-run matmul peak",
                   ".venv/bin/python benchmarks/training_efficiency.py", body)
     return 0
