@@ -166,7 +166,7 @@ def main(argv=None) -> int:
             "also runs batch norm, ReLU, residual additions and bias adds forward and backward, memory-bound work "
             "that is not counted. Keras 3's `BatchNormalization` computes the batch moments and the normalisation "
             "as separate ops forward and backward, and under mixed_bfloat16 casts every activation to float32 and "
-            "back around them. The project's nets now use `models.fused_batch_norm.FusedBatchNormalization` "
+            "back around them. The project's ResNet, Inception, EfficientNet-Lite0 and YOLO nets now use `models.fused_batch_norm.FusedBatchNormalization` "
             "(TensorFlow's FusedBatchNormV3 on oneDNN, which takes bfloat16 activations directly; the same weights, "
             "config and frozen behaviour); the 'Keras BN' rows are the same net with Keras' layer, measured in the "
             "same rounds. keras.applications.ResNet50 keeps Keras' layer. This CPU has AVX512-BF16 but no AMX, so "

@@ -35,7 +35,6 @@ from keras import layers
 
 from models.backbones import InferenceCall, backbone_blocks
 from models.efficientnet_lite import efficientnet_lite0_features
-from models.fused_batch_norm import FusedBatchNormalization
 from models.registry import register
 
 LITE0 = "efficientnet_lite0"
@@ -80,7 +79,7 @@ def face_encoder(
         for stage, width in enumerate(widths, start=1):
             for conv in (1, 2):
                 x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"stage{stage}_conv{conv}")(x)
-                x = FusedBatchNormalization(momentum=0.9, name=f"stage{stage}_bn{conv}")(x)
+                x = layers.BatchNormalization(momentum=0.9, name=f"stage{stage}_bn{conv}")(x)
                 x = layers.ReLU(name=f"stage{stage}_relu{conv}")(x)
             x = layers.MaxPooling2D(2, padding="same", name=f"stage{stage}_pool")(x)
         x = layers.GlobalAveragePooling2D(name="pool")(x)
