@@ -375,7 +375,7 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
         h, w = image_spec.shape[:2]
         batched = ds.batch(max(4, min(64, MICRO_PIXELS // (h * w))))
         out = tf.data.Dataset.zip((batched, _seed_stream(seed))).map(on_batch, **options)
-        return out.unbatch()
+        return _one_thread_per_call(out.unbatch())
 
     def on_element(element, seed_pair):
         if not is_dict:
@@ -399,7 +399,7 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
             element["keypoint_visible"] = tf.cast(visible[0], tf.bool if was is None else was.dtype)
         return element
 
-    return tf.data.Dataset.zip((ds, _seed_stream(seed))).map(on_element, **options)
+    return _one_thread_per_call(tf.data.Dataset.zip((ds, _seed_stream(seed))).map(on_element, **options))
 
 
 def augment_batches(ds: tf.data.Dataset, policy: list, seed: int | None, pca: PcaColour | None = None) -> tf.data.Dataset:
@@ -423,5 +423,14 @@ def augment_batches(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
             return (augment_batch(element[0], seed_pair, steps, pca)[0],) + element[1:]
         return augment_batch(element, seed_pair, steps, pca)[0]
 
-    return tf.data.Dataset.zip((ds, _seed_stream(seed))).map(
+    out = tf.data.Dataset.zip((ds, _seed_stream(seed))).map(
         on_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+    return _one_thread_per_call(out)
+
+
+def _one_thread_per_call(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Each augmentation call on one thread, the calls in parallel: the ops inside a call then stay
+    off the intra-op pool that the training step runs on (measured in ``benchmarks/augment.py``)."""
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 1
+    return ds.with_options(options)
