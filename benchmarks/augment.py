@@ -277,8 +277,8 @@ def main() -> None:
         table(["size", "1 core img/s", "2 cores img/s", "1 -> 2 cores", "CPU us/img"], batched_rows),
         "",
         f"With one tf.data thread per core instead of {THREADS_PER_CORE} (same pinning, same rounds): a thread "
-        "that waits in one stage (unbatch, batch, prefetch hand-over) leaves its core idle, which is what held "
-        "the scaling below the machine's:",
+        "that waits in one stage (unbatch, batch, prefetch hand-over) leaves its core idle, so with fewer "
+        "threads the scaling can only be lower; the difference varies from run to run:",
         "",
         table(["size", "ours 1 core", "ours 2 cores", "1 -> 2", "after batching 1 core", "after batching 2 cores",
                "1 -> 2"], one_thread_rows),
