@@ -5,7 +5,7 @@ Goals (issue 6): YOLO mAP@0.5 >= 0.90 on held-out generated scenes; YOLO inferen
 >= 5x faster than the two-stage path; convolutional sliding windows >= 20x faster
 than naive. Everything is measured side by side in one run, on this machine.
 
-Run:  .venv/bin/python benchmarks/detection.py [--budget-min 20] [--export exports]
+Run:  .venv/bin/python benchmarks/detection.py [--budget-min 60] [--export exports]
 Writes benchmarks/results/detection.md. Bounded: YOLO training stops at
 ``--budget-min`` minutes (or ``--epochs``), the rest takes a few minutes.
 """
@@ -122,8 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-scenes", type=int, default=4000)
     parser.add_argument("--test-scenes", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--budget-min", type=float, default=20.0, help="YOLO training time limit")
+    parser.add_argument("--epochs", type=int, default=400)
+    parser.add_argument("--budget-min", type=float, default=60.0, help="YOLO training time limit (the recorded run)")
     parser.add_argument("--rcnn-train-scenes", type=int, default=400)
     parser.add_argument("--speed-scenes", type=int, default=100)
     parser.add_argument("--export", default=None, help="also export the trained YOLO here")
