@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(EXTRAS)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench bench-full lint install clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -32,6 +32,9 @@ test: install
 
 bench: install
 	$(PY) benchmarks/run_all.py
+
+bench-full: install
+	$(PY) benchmarks/run_all.py --full
 
 lint: install
 	$(VENV)/bin/ruff check pipelines models tasks serving tests benchmarks

@@ -5,9 +5,11 @@ Goals (issue 6): YOLO mAP@0.5 >= 0.90 on held-out generated scenes; YOLO inferen
 >= 5x faster than the two-stage path; convolutional sliding windows >= 20x faster
 than naive. Everything is measured side by side in one run, on this machine.
 
-Run:  .venv/bin/python benchmarks/detection.py [--budget-min 60] [--export exports]
+Run:  .venv/bin/python benchmarks/detection.py [--budget-min 60] [--export exports] [--out FILE]
 Writes benchmarks/results/detection.md. Bounded: YOLO training stops at
 ``--budget-min`` minutes (or ``--epochs``), the rest takes a few minutes.
+The mAP goal is set for the 60-minute default (``make bench-full``); ``make bench``
+runs a 15-minute budget into ``results/detection_short.md``.
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def write_report(args, task, trained, yolo_map, yolo_sub, rcnn_map, n, rcnn_trai
              if options.get("backbone") else f"trunk from scratch, width {options.get('width', 16)}")
     lr, load = task.recipe["train"]["learning_rate"], trained["load"]
     lines = [
-        "## Detection (YOLO, two-stage R-CNN, sliding windows)",
+        f"## Detection (YOLO, two-stage R-CNN, sliding windows), {args.budget_min:g}-minute YOLO budget",
         "",
         f"Held-out scenes: {args.test_scenes} scenes of 128 px, real Fashion-MNIST *test* items (1-4 per scene) on "
         f"real photos. YOLO ({trunk}, 8x8 grid, 3 k-means anchors) trained {trained['seconds'] / 60:.1f} min on "
@@ -250,10 +252,13 @@ def write_report(args, task, trained, yolo_map, yolo_sub, rcnn_map, n, rcnn_trai
         "| --- | --- | --- | --- | --- | --- |",
     ]
     lines += [f"| {s} px | {w} | {a * 1000:.1f} | {b * 1000:.2f} | {a / b:.1f}x | {d:.1e} |" for s, w, a, b, d in rows]
+    if args.budget_min < 60:
+        lines += ["", "This is a shorter run than the recipe's 60 minutes (`make bench` keeps its total bounded); "
+                  "the mAP goal is set for the 60-minute run (`make bench-full`, section with the 60-minute budget)."]
     lines += [
         "",
         f"Command: `.venv/bin/python benchmarks/detection.py --train-scenes {args.train_scenes} --test-scenes "
-        f"{args.test_scenes} --epochs {args.epochs} --budget-min {args.budget_min:g}`  ",
+        f"{args.test_scenes} --epochs {args.epochs} --budget-min {args.budget_min:g} --out {os.path.relpath(args.out, ROOT)}`  ",
         f"Date: {datetime.date.today()}; CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
         f"(shared); TensorFlow {tf.__version__}, Keras {keras.__version__}.",
         "",
