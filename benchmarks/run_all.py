@@ -31,12 +31,12 @@ times across sections. `make bench` reruns everything and rewrites this file.
 
 `make bench` is bounded: every script bounds its own time (its budget options
 are in its docstring) and the runner stops any script at `--timeout` (default
-75 min). On this 2-core machine `make bench` takes about 2 hours 15 minutes
-(transfer ~22 min, detection ~20 min with a 15-minute YOLO budget, classic
-nets, faces, first-step and training efficiency ~10-15 min each, the rest a few
-minutes); the measured time of the last full run is in its section below.
-`make bench-full` trains the detection benchmark's YOLO for the 60 minutes its
-mAP goal was set for (about 3 hours in all).
+75 min). On this 2-core machine a complete `make bench` took 67 minutes
+(transfer 14, detection 17 with a 15-minute YOLO budget, classic nets 12,
+augmentation 6, faces 6, first step 4, the rest under 2 each; the table of the
+last complete run is below). `make bench-full` trains the detection
+benchmark's YOLO for the 60 minutes its mAP goal was set for (about 2 hours in
+all).
 """
 
 
