@@ -25,6 +25,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 ROOT = Path(__file__).resolve().parents[1]
+GOAL_BUDGET_MIN = 60  # minutes of YOLO training the mAP goal was set for (make bench-full)
 sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
@@ -125,7 +126,7 @@ def main() -> None:
     parser.add_argument("--train-scenes", type=int, default=4000)
     parser.add_argument("--test-scenes", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=400)
-    parser.add_argument("--budget-min", type=float, default=60.0, help="YOLO training time limit (the recorded run)")
+    parser.add_argument("--budget-min", type=float, default=GOAL_BUDGET_MIN, help="YOLO training time limit (the recorded run)")
     parser.add_argument("--rcnn-train-scenes", type=int, default=400)
     parser.add_argument("--speed-scenes", type=int, default=100)
     parser.add_argument("--export", default=None, help="also export the trained YOLO here")
@@ -252,9 +253,10 @@ def write_report(args, task, trained, yolo_map, yolo_sub, rcnn_map, n, rcnn_trai
         "| --- | --- | --- | --- | --- | --- |",
     ]
     lines += [f"| {s} px | {w} | {a * 1000:.1f} | {b * 1000:.2f} | {a / b:.1f}x | {d:.1e} |" for s, w, a, b, d in rows]
-    if args.budget_min < 60:
-        lines += ["", "This is a shorter run than the recipe's 60 minutes (`make bench` keeps its total bounded); "
-                  "the mAP goal is set for the 60-minute run (`make bench-full`, section with the 60-minute budget)."]
+    if args.budget_min < GOAL_BUDGET_MIN:
+        lines += ["", f"This is a shorter run than the recipe's {GOAL_BUDGET_MIN} minutes (`make bench` keeps its total "
+                  f"bounded); the mAP goal is set for the {GOAL_BUDGET_MIN}-minute run (`make bench-full`, section with "
+                  f"the {GOAL_BUDGET_MIN}-minute budget)."]
     lines += [
         "",
         f"Command: `.venv/bin/python benchmarks/detection.py --train-scenes {args.train_scenes} --test-scenes "

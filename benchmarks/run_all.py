@@ -20,6 +20,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.machine import table, write_section  # noqa: E402
+
 SKIP = {"run_all.py", "machine.py", "__init__.py"}
 SHORT_ARGS = {"detection": ["--budget-min", "15", "--out", str(HERE / "results" / "detection_short.md")]}
 HEADER = """# Benchmarks
@@ -42,9 +46,6 @@ all).
 
 def write_run_times(times: list[tuple[str, str, float]], args) -> None:
     """Record how long each script of this complete run took (``results/make_bench_run.md``)."""
-    sys.path.insert(0, str(HERE.parent))
-    from benchmarks.machine import table, write_section
-
     total = sum(t for _, _, t in times)
     rows = [[name, status, f"{seconds / 60:.1f}"] for name, status, seconds in times]
     rows.append(["**all**", f"{sum(s == 'ok' for _, s, _ in times)}/{len(times)} ok", f"**{total / 60:.1f}**"])
