@@ -15,6 +15,7 @@ Recipe (``task: transfer``)::
         - {train: head, epochs: 5, learning_rate: 0.001}
         - {train: top_k, k: 3, epochs: 3, learning_rate: 0.0001}
         - {train: all, epochs: 2, learning_rate: 0.00001, optimizer: sgd, keep_best: true}
+        - {train: all, epochs: 40, learning_rate: 0.0001, schedule: cosine}
     evaluation: {mode: 10crop}         # single | 1crop | 3crop | 10crop
 
 ``weights`` may also be ``run:<MLflow run id>`` (that run's model) or an export
@@ -25,7 +26,9 @@ batch norms keep their ImageNet statistics in every stage; frozen layers get
 ``trainable = False``, so their weights do not move. The whole schedule is the
 trainer's MLflow run (the parent) with one nested run per stage; the console
 prints ``stage i/n: ...`` as each starts. ``keep_best: true`` ends a stage with
-the weights of its epoch of best validation accuracy (``keep_best_callback``).
+the weights of its epoch of best validation accuracy (``keep_best_callback``);
+``schedule: cosine`` decays the stage's learning rate to 0 over its epochs
+(default: the ``train.schedule`` of the recipe).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ from tasks.errors import UserError
 from tasks.multicrop import MODES, collect_multicrop, multicrop_probabilities
 from tasks.task import RECIPE_ASSET, Inputs, compile_model, progress_verbosity, register_task
 
-STAGE_KEYS = {"train", "k", "epochs", "learning_rate", "optimizer", "weight_decay", "keep_best"}
+STAGE_KEYS = {"train", "k", "epochs", "learning_rate", "optimizer", "weight_decay", "keep_best", "schedule"}
+SCHEDULES = ("constant", "cosine")
 FIX = "pass a local file with --set model.options.weights=PATH"
 
 
@@ -69,7 +73,7 @@ def parse_stages(stages: list, train_defaults: dict) -> list[dict]:
                  "learning_rate": float(raw.get("learning_rate", train_defaults["learning_rate"])),
                  "optimizer": raw.get("optimizer", train_defaults["optimizer"]),
                  "weight_decay": float(raw.get("weight_decay", train_defaults["weight_decay"])),
-                 "keep_best": raw.get("keep_best", False)}
+                 "keep_best": raw.get("keep_best", False), "schedule": raw.get("schedule", train_defaults.get("schedule", "constant"))}
         if stage["train"] not in ("head", "top_k", "all"):
             raise UserError(f"{where}.train must be head, top_k or all; received {stage['train']!r}")
         if stage["train"] == "top_k" and (not isinstance(stage["k"], int) or stage["k"] < 1):
@@ -78,6 +82,8 @@ def parse_stages(stages: list, train_defaults: dict) -> list[dict]:
             raise UserError(f"{where}.epochs must be a positive integer; received {stage['epochs']!r}")
         if not isinstance(stage["keep_best"], bool):
             raise UserError(f"{where}.keep_best must be true or false; received {stage['keep_best']!r}")
+        if stage["schedule"] not in SCHEDULES:
+            raise UserError(f"{where}.schedule must be constant or cosine; received {stage['schedule']!r}")
         out.append(stage)
     return out
 
@@ -97,14 +103,26 @@ def set_trainable(backbone: keras.Model, head: keras.Model, blocks: list[list[st
     return sorted(unfrozen)
 
 
-def make_optimizer(stage: dict) -> keras.optimizers.Optimizer:
-    config = {"learning_rate": stage["learning_rate"]}
+def make_optimizer(stage: dict, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
+    """The stage's optimizer; ``schedule: cosine`` decays its rate to 0 over ``epochs x steps_per_epoch`` steps."""
+    rate = stage["learning_rate"]
+    if stage["schedule"] == "cosine":
+        if not steps_per_epoch:
+            raise UserError("a transfer stage with schedule: cosine needs train.steps_per_epoch for this dataset")
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(steps_per_epoch) * stage["epochs"])
+    config = {"learning_rate": rate}
     if stage["weight_decay"]:
         config["weight_decay"] = stage["weight_decay"]
     try:
         return keras.optimizers.get({"class_name": str(stage["optimizer"]).lower(), "config": config})
     except ValueError:
         raise UserError(f"unknown optimizer {stage['optimizer']!r} in transfer.stages; try adam, adamw, sgd, rmsprop") from None
+
+
+def _known_length(ds) -> int | None:
+    """Batches per epoch of a finite dataset of known length, else None."""
+    n = int(ds.cardinality())
+    return n if n > 0 else None
 
 
 def keep_best_callback(epochs: int) -> keras.callbacks.EarlyStopping:
@@ -217,7 +235,8 @@ class TransferTask(ClassificationTask):
             what = {"head": "head only", "all": "all layers"}.get(stage["train"], f"top {stage['k']} of {len(blocks)} blocks + head")
             cached = stage["train"] == "head" and self.recipe["transfer"]["cache_activations"]
             print(f"stage {i}/{len(stages)}: train {what}{' on cached activations' if cached else ''}, "
-                  f"{stage['epochs']} epoch(s), {stage['optimizer']} lr={stage['learning_rate']:g}", flush=True)
+                  f"{stage['epochs']} epoch(s), {stage['optimizer']} lr={stage['learning_rate']:g}"
+                  f"{' cosine-decayed to 0' if stage['schedule'] == 'cosine' else ''}", flush=True)
             timer = EpochTimer()
             stage_run = resume / f"stage{i}.mlflow_run_id" if resume else None
             with mlflow.start_run(run_id=stage_run.read_text().strip() if stage_run and stage_run.is_file() else None,
@@ -234,7 +253,8 @@ class TransferTask(ClassificationTask):
                 if cached:
                     history = self._fit_head_cached(backbone, head, inputs, stage, cbs)
                 else:
-                    compile_model(model, optimizer=make_optimizer(stage), loss=self.build_losses(), metrics=self.build_metrics())
+                    steps = self.recipe["train"]["steps_per_epoch"] or _known_length(inputs.train)
+                    compile_model(model, optimizer=make_optimizer(stage, steps), loss=self.build_losses(), metrics=self.build_metrics())
                     history = model.fit(inputs.train, validation_data=inputs.val, epochs=stage["epochs"],
                                         steps_per_epoch=self.recipe["train"]["steps_per_epoch"], callbacks=cbs,
                                         shuffle=False, verbose=progress_verbosity())
@@ -263,8 +283,9 @@ class TransferTask(ClassificationTask):
         mlflow.log_metrics({"cache_hit": float(not train.rebuilt), "cache_seconds": train.seconds + (val.seconds if val else 0.0)})
         source = f"computed in {train.seconds:.1f} s" if train.rebuilt else "from cache"
         print(f"  activations: {train.features.shape[0]} x {train.features.shape[1]} ({source}) {train.path.parent}", flush=True)
-        compile_model(head, optimizer=make_optimizer(stage), loss=self.build_losses(), metrics=self.build_metrics())
-        return head.fit(feature_dataset(train, bs, shuffle=True, seed=self.recipe["seed"]),
+        batches = feature_dataset(train, bs, shuffle=True, seed=self.recipe["seed"])
+        compile_model(head, optimizer=make_optimizer(stage, _known_length(batches)), loss=self.build_losses(), metrics=self.build_metrics())
+        return head.fit(batches,
                         validation_data=feature_dataset(val, bs) if val else None, epochs=stage["epochs"],
                         callbacks=callbacks, shuffle=False, verbose=progress_verbosity())
 

@@ -131,3 +131,24 @@ def test_keep_best_must_be_a_boolean():
     with pytest.raises(UserError, match=r"transfer.stages\[1\].keep_best must be true or false"):
         parse_stages([{"train": "head", "keep_best": "yes"}], {"epochs": 1, "learning_rate": 0.001, "optimizer": "adam",
                                                                 "weight_decay": 0.0})
+
+
+def test_cosine_stage_decays_its_rate_to_zero_over_its_steps(setup):
+    task, inputs, model = setup
+    lr, epochs, steps = 0.01, 2, 2  # the recipe's train.steps_per_epoch
+    _fit(task, inputs, model, [{"train": "top_k", "k": 1, "epochs": epochs, "learning_rate": lr, "schedule": "cosine"}])
+    optimizer = model.optimizer
+    assert int(optimizer.iterations.numpy()) == epochs * steps
+    schedule = optimizer._learning_rate
+    for step in range(epochs * steps + 1):  # 0.5 * lr * (1 + cos(pi * t / T))
+        want = 0.5 * lr * (1 + np.cos(np.pi * step / (epochs * steps)))
+        np.testing.assert_allclose(float(schedule(step)), want, rtol=1e-5, atol=1e-9)
+    assert float(optimizer.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_stage_schedule_defaults_to_the_recipe_and_rejects_unknown_names():
+    train = {"epochs": 1, "learning_rate": 0.001, "optimizer": "adam", "weight_decay": 0.0, "schedule": "cosine"}
+    assert parse_stages([{"train": "head"}], train)[0]["schedule"] == "cosine"
+    assert parse_stages([{"train": "head", "schedule": "constant"}], train)[0]["schedule"] == "constant"
+    with pytest.raises(UserError, match=r"transfer.stages\[1\].schedule must be constant or cosine; received 'step'"):
+        parse_stages([{"train": "head", "schedule": "step"}], train)
