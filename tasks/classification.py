@@ -129,11 +129,10 @@ class ClassificationTask(Task):
             return super().compile(model, inputs)
         from models.inception import AUX_LOSS_WEIGHT
 
-        steps = -(-inputs.info["sizes"]["train"] // self.recipe["train"]["batch_size"]) if inputs else None
         keys = sorted(model.output)
         compile_model(
             model,
-            optimizer=self.build_optimizer(steps),
+            optimizer=self.build_optimizer(self.batches_per_epoch(inputs)),
             loss={k: self.build_losses() for k in keys},
             loss_weights={k: 1.0 if k == "main" else AUX_LOSS_WEIGHT for k in keys},
             metrics={"main": self.build_metrics()},

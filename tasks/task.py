@@ -126,11 +126,17 @@ class Task:
         except ValueError:
             raise UserError(f"unknown optimizer {train['optimizer']!r} in train.optimizer; try adam, adamw, sgd, rmsprop") from None
 
-    def compile(self, model: keras.Model, inputs: Inputs | None = None) -> None:
-        steps = None
+    def batches_per_epoch(self, inputs: Inputs | None) -> int | None:
+        """``train.steps_per_epoch``, else the training images / batch size (rounded up), else None (unknown)."""
+        if self.recipe["train"]["steps_per_epoch"]:
+            return int(self.recipe["train"]["steps_per_epoch"])
         if inputs is not None and inputs.info.get("sizes"):
-            steps = -(-inputs.info["sizes"]["train"] // self.recipe["train"]["batch_size"])
-        compile_model(model, optimizer=self.build_optimizer(steps), loss=self.build_losses(), metrics=self.build_metrics())
+            return -(-inputs.info["sizes"]["train"] // self.recipe["train"]["batch_size"])
+        return None
+
+    def compile(self, model: keras.Model, inputs: Inputs | None = None) -> None:
+        compile_model(model, optimizer=self.build_optimizer(self.batches_per_epoch(inputs)), loss=self.build_losses(),
+                      metrics=self.build_metrics())
 
     def fit(self, model: keras.Model, inputs: Inputs, callbacks: list) -> keras.callbacks.History:
         train = self.recipe["train"]

@@ -119,12 +119,6 @@ def make_optimizer(stage: dict, steps_per_epoch: int | None = None) -> keras.opt
         raise UserError(f"unknown optimizer {stage['optimizer']!r} in transfer.stages; try adam, adamw, sgd, rmsprop") from None
 
 
-def _known_length(ds) -> int | None:
-    """Batches per epoch of a finite dataset of known length, else None."""
-    n = int(ds.cardinality())
-    return n if n > 0 else None
-
-
 def keep_best_callback(epochs: int) -> keras.callbacks.EarlyStopping:
     """Never stops early; at the end of ``fit`` restores the weights of the epoch of best ``val_accuracy``.
 
@@ -253,8 +247,8 @@ class TransferTask(ClassificationTask):
                 if cached:
                     history = self._fit_head_cached(backbone, head, inputs, stage, cbs)
                 else:
-                    steps = self.recipe["train"]["steps_per_epoch"] or _known_length(inputs.train)
-                    compile_model(model, optimizer=make_optimizer(stage, steps), loss=self.build_losses(), metrics=self.build_metrics())
+                    compile_model(model, optimizer=make_optimizer(stage, self.batches_per_epoch(inputs)), loss=self.build_losses(),
+                                  metrics=self.build_metrics())
                     history = model.fit(inputs.train, validation_data=inputs.val, epochs=stage["epochs"],
                                         steps_per_epoch=self.recipe["train"]["steps_per_epoch"], callbacks=cbs,
                                         shuffle=False, verbose=progress_verbosity())
@@ -283,9 +277,9 @@ class TransferTask(ClassificationTask):
         mlflow.log_metrics({"cache_hit": float(not train.rebuilt), "cache_seconds": train.seconds + (val.seconds if val else 0.0)})
         source = f"computed in {train.seconds:.1f} s" if train.rebuilt else "from cache"
         print(f"  activations: {train.features.shape[0]} x {train.features.shape[1]} ({source}) {train.path.parent}", flush=True)
-        batches = feature_dataset(train, bs, shuffle=True, seed=self.recipe["seed"])
-        compile_model(head, optimizer=make_optimizer(stage, _known_length(batches)), loss=self.build_losses(), metrics=self.build_metrics())
-        return head.fit(batches,
+        compile_model(head, optimizer=make_optimizer(stage, self.batches_per_epoch(inputs)), loss=self.build_losses(),
+                      metrics=self.build_metrics())
+        return head.fit(feature_dataset(train, bs, shuffle=True, seed=self.recipe["seed"]),
                         validation_data=feature_dataset(val, bs) if val else None, epochs=stage["epochs"],
                         callbacks=callbacks, shuffle=False, verbose=progress_verbosity())
 

@@ -135,7 +135,7 @@ def test_keep_best_must_be_a_boolean():
 
 def test_cosine_stage_decays_its_rate_to_zero_over_its_steps(setup):
     task, inputs, model = setup
-    lr, epochs, steps = 0.01, 2, 2  # the recipe's train.steps_per_epoch
+    lr, epochs, steps = 0.01, 1, 2  # the recipe's train.steps_per_epoch (its 3 batches hold no second epoch)
     _fit(task, inputs, model, [{"train": "top_k", "k": 1, "epochs": epochs, "learning_rate": lr, "schedule": "cosine"}])
     optimizer = model.optimizer
     assert int(optimizer.iterations.numpy()) == epochs * steps
@@ -152,3 +152,23 @@ def test_stage_schedule_defaults_to_the_recipe_and_rejects_unknown_names():
     assert parse_stages([{"train": "head", "schedule": "constant"}], train)[0]["schedule"] == "constant"
     with pytest.raises(UserError, match=r"transfer.stages\[1\].schedule must be constant or cosine; received 'step'"):
         parse_stages([{"train": "head", "schedule": "step"}], train)
+
+
+@pytest.mark.slow
+def test_cosine_stages_of_the_bundled_recipe_decay_over_its_augmented_epochs(setup, tmp_path):
+    """No train.steps_per_epoch and an augmented (unknown-length) pipeline: the decay spans ceil(images / batch) steps."""
+    stages = "transfer.stages=[{train: head, epochs: 1, schedule: cosine}, {train: all, epochs: 2, schedule: cosine}]"
+    recipe = load_recipe("transfer_fashion_mnist_ensemble_member", [
+        "data.image_size=[32,32]", "data.train_limit=64", "data.test_limit=8", "train.batch_size=32",
+        f"transfer.cache_dir={tmp_path / 'cache'}", stages])
+    assert recipe["data"]["augment"] and recipe["train"]["steps_per_epoch"] is None
+    task = get_task_class("transfer")(recipe)  # tracked in the module's temporary MLflow store (the fixture)
+    inputs = task.build_inputs()
+    model = task.build_model(inputs)
+    task.compile(model, inputs)
+    with mlflow.start_run():
+        task.fit(model, inputs, [])
+    head = model.get_layer("head")
+    for fitted, epochs in ((head, 1), (model, 2)):
+        assert int(fitted.optimizer.iterations.numpy()) == epochs * 2  # 64 images / batch 32
+        assert float(fitted.optimizer.learning_rate.numpy()) == pytest.approx(0.0, abs=1e-9)
