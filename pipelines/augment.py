@@ -374,10 +374,8 @@ def augment_dataset(ds: tf.data.Dataset, policy: list, seed: int | None, pca: Pc
 
         h, w = image_spec.shape[:2]
         batched = ds.batch(max(4, min(64, MICRO_PIXELS // (h * w))))
-        out = tf.data.Dataset.zip((batched, _seed_stream(seed))).map(on_batch, **options).unbatch()
-        if int(ds.cardinality()) >= 0:  # unbatch forgets the length; Keras needs it for its step counts
-            out = out.apply(tf.data.experimental.assert_cardinality(ds.cardinality()))
-        return _one_thread_per_call(out)
+        out = tf.data.Dataset.zip((batched, _seed_stream(seed))).map(on_batch, **options)
+        return _one_thread_per_call(out.unbatch())
 
     def on_element(element, seed_pair):
         if not is_dict:

@@ -224,7 +224,6 @@ def permuted_batches(
         return ds.concatenate(tf.data.Dataset.from_tensors((xs[cut:], ys[cut:]))) if n % batch_size else ds
 
     ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(n).flat_map(epoch)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))  # flat_map forgets it; Keras counts on it
     if convert is not None:
         ds = ds.map(convert, num_parallel_calls=AUTOTUNE)
     if transform is not None:

@@ -74,7 +74,11 @@ class ClassificationTask(Task):
         """Training batches: a full permutation per epoch for in-memory sets, a shuffle buffer for streamed ones."""
         transform = self._train_transform(splits)
         if splits.train_xy is not None:
-            return permuted_batches(*splits.train_xy, bs, seed, splits.convert, transform)
+            ds = permuted_batches(*splits.train_xy, bs, seed, splits.convert, transform)
+            if self.recipe["data"]["service"]:  # workers share out the epoch: its length is theirs to tell
+                return ds
+            # flat_map forgets the length; without it Keras counts one phantom optimizer step per epoch
+            return ds.apply(tf.data.experimental.assert_cardinality(-(-len(splits.train_xy[1]) // bs)))
         return batch(splits.train, bs, self.recipe["data"]["shuffle_buffer"], seed, training=True, transform=transform)
 
     def _train_transform(self, splits):

@@ -195,11 +195,3 @@ def test_batched_datasets_get_per_image_draws_too():
     assert all((a == b).all() for a, b in zip(out, again, strict=True))
     assert len({o.tobytes() for o in out[0]}) >= 8  # different windows inside one batch
 
-
-def test_augmented_datasets_keep_a_known_length_and_yield_exactly_it():
-    images = np.stack([_photo("camera", 32)] * 70)  # more than one vectorised micro-batch
-    ds = augment_dataset(tf.data.Dataset.from_tensor_slices((images, np.arange(70))), ["mirror"], seed=1)
-    assert int(ds.cardinality()) == 70
-    assert sorted(label for _, label in ds.as_numpy_iterator()) == list(range(70))
-    endless = augment_dataset(tf.data.Dataset.from_tensor_slices(images).repeat(), ["mirror"], seed=1)
-    assert int(endless.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
