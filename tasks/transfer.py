@@ -277,8 +277,8 @@ class TransferTask(ClassificationTask):
         mlflow.log_metrics({"cache_hit": float(not train.rebuilt), "cache_seconds": train.seconds + (val.seconds if val else 0.0)})
         source = f"computed in {train.seconds:.1f} s" if train.rebuilt else "from cache"
         print(f"  activations: {train.features.shape[0]} x {train.features.shape[1]} ({source}) {train.path.parent}", flush=True)
-        compile_model(head, optimizer=make_optimizer(stage, self.batches_per_epoch(inputs)), loss=self.build_losses(),
-                      metrics=self.build_metrics())
+        batches = -(-train.features.shape[0] // bs)  # every cached image once per epoch, whatever train.steps_per_epoch says
+        compile_model(head, optimizer=make_optimizer(stage, batches), loss=self.build_losses(), metrics=self.build_metrics())
         return head.fit(feature_dataset(train, bs, shuffle=True, seed=self.recipe["seed"]),
                         validation_data=feature_dataset(val, bs) if val else None, epochs=stage["epochs"],
                         callbacks=callbacks, shuffle=False, verbose=progress_verbosity())

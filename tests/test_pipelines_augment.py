@@ -194,4 +194,3 @@ def test_batched_datasets_get_per_image_draws_too():
     again = [b[0] for b in augment_batches(batches, [{"random_crop": {"padding": 4}}], seed=1).as_numpy_iterator()]
     assert all((a == b).all() for a, b in zip(out, again, strict=True))
     assert len({o.tobytes() for o in out[0]}) >= 8  # different windows inside one batch
-
