@@ -128,10 +128,13 @@ def dataset(x, y, batch_size=64):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(2)
 
 
-def compile_(model, lr):
-    import keras
+def compile_(model, lr, schedule="constant", steps_per_epoch=None, epochs=1):
+    """Adam at ``lr`` (``cosine``: decayed to 0 over ``epochs x steps_per_epoch`` steps), cross-entropy, accuracy."""
+    from tasks.task import compile_model, make_optimizer
 
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    stage = {"optimizer": "adam", "learning_rate": lr, "schedule": schedule, "epochs": epochs, "weight_decay": 0.0}
+    compile_model(model, optimizer=make_optimizer(stage, steps_per_epoch, "benchmark stage"),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
 def accuracy(probs, labels) -> float:
@@ -154,14 +157,11 @@ def train_arm(model, data, val, epochs, lr, schedule) -> int:
     """Fit the trainable layers with Adam; returns the epoch kept (1-based).
 
     ``constant`` keeps the epoch of best validation accuracy; ``cosine`` decays
-    the rate to 0 over the epochs (``tasks.transfer.make_optimizer``) and keeps the last.
+    the rate to 0 over the epochs and keeps the last.
     """
-    from tasks.task import compile_model
-    from tasks.transfer import keep_best_callback, make_optimizer
+    from tasks.transfer import keep_best_callback
 
-    stage = {"learning_rate": lr, "schedule": schedule, "epochs": epochs, "optimizer": "adam", "weight_decay": 0.0}
-    compile_model(model, optimizer=make_optimizer(stage, int(data.cardinality())), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    compile_(model, lr, schedule, int(data.cardinality()), epochs)
     best = [keep_best_callback(epochs)] if schedule == "constant" else []
     model.fit(data, validation_data=val, epochs=epochs, verbose=0, callbacks=best)
     return best[0].best_epoch + 1 if best else epochs

@@ -109,22 +109,7 @@ class Task:
 
     def build_optimizer(self, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
         train = self.recipe["train"]
-        name = train["optimizer"].lower()
-        rate: Any = train["learning_rate"]
-        if train["schedule"] == "cosine":
-            steps = train["steps_per_epoch"] or steps_per_epoch
-            if not steps:
-                raise UserError("train.schedule: cosine needs train.steps_per_epoch for this dataset")
-            rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(steps) * train["epochs"])
-        elif train["schedule"] != "constant":
-            raise UserError(f"train.schedule {train['schedule']!r} is unknown; use constant or cosine")
-        kwargs: dict[str, Any] = {"learning_rate": rate}
-        if train["weight_decay"]:
-            kwargs["weight_decay"] = train["weight_decay"]
-        try:
-            return keras.optimizers.get({"class_name": name, "config": kwargs})
-        except ValueError:
-            raise UserError(f"unknown optimizer {train['optimizer']!r} in train.optimizer; try adam, adamw, sgd, rmsprop") from None
+        return make_optimizer(train, train["steps_per_epoch"] or steps_per_epoch, "train")
 
     def batches_per_epoch(self, inputs: Inputs | None) -> int | None:
         """``train.steps_per_epoch``, else the training images / batch size (rounded up), else None (unknown)."""
@@ -162,6 +147,29 @@ class Task:
 
     def export(self, model: keras.Model, inputs: Inputs, root: str | Path, name: str) -> Path:
         raise NotImplementedError
+
+
+def make_optimizer(settings: dict, steps_per_epoch: int | None, where: str) -> keras.optimizers.Optimizer:
+    """An optimizer from ``settings`` (the recipe's ``train`` section or one transfer stage).
+
+    Keys used: ``optimizer``, ``learning_rate``, ``schedule`` (``constant``, or
+    ``cosine``: decays the rate to 0 over ``epochs x steps_per_epoch`` steps),
+    ``epochs``, ``weight_decay``. ``where`` names the recipe section in errors.
+    """
+    rate: Any = settings["learning_rate"]
+    if settings["schedule"] == "cosine":
+        if not steps_per_epoch:
+            raise UserError(f"{where}.schedule: cosine needs train.steps_per_epoch for this dataset")
+        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(steps_per_epoch) * settings["epochs"])
+    elif settings["schedule"] != "constant":
+        raise UserError(f"{where}.schedule {settings['schedule']!r} is unknown; use constant or cosine")
+    config: dict[str, Any] = {"learning_rate": rate}
+    if settings["weight_decay"]:
+        config["weight_decay"] = settings["weight_decay"]
+    try:
+        return keras.optimizers.get({"class_name": str(settings["optimizer"]).lower(), "config": config})
+    except ValueError:
+        raise UserError(f"unknown optimizer {settings['optimizer']!r} in {where}.optimizer; try adam, adamw, sgd, rmsprop") from None
 
 
 def compile_model(model: keras.Model, **compile_args) -> None:

@@ -50,7 +50,7 @@ from tasks.checkpoints import IntervalBackup
 from tasks.classification import ClassificationTask, classification_metrics, collect_predictions
 from tasks.errors import UserError
 from tasks.multicrop import MODES, collect_multicrop, multicrop_probabilities
-from tasks.task import RECIPE_ASSET, Inputs, compile_model, progress_verbosity, register_task
+from tasks.task import RECIPE_ASSET, Inputs, compile_model, make_optimizer, progress_verbosity, register_task
 
 STAGE_KEYS = {"train", "k", "epochs", "learning_rate", "optimizer", "weight_decay", "keep_best", "schedule"}
 SCHEDULES = ("constant", "cosine")
@@ -101,22 +101,6 @@ def set_trainable(backbone: keras.Model, head: keras.Model, blocks: list[list[st
     for layer in backbone.layers:
         layer.trainable = layer.name in unfrozen
     return sorted(unfrozen)
-
-
-def make_optimizer(stage: dict, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
-    """The stage's optimizer; ``schedule: cosine`` decays its rate to 0 over ``epochs x steps_per_epoch`` steps."""
-    rate = stage["learning_rate"]
-    if stage["schedule"] == "cosine":
-        if not steps_per_epoch:
-            raise UserError("a transfer stage with schedule: cosine needs train.steps_per_epoch for this dataset")
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=int(steps_per_epoch) * stage["epochs"])
-    config = {"learning_rate": rate}
-    if stage["weight_decay"]:
-        config["weight_decay"] = stage["weight_decay"]
-    try:
-        return keras.optimizers.get({"class_name": str(stage["optimizer"]).lower(), "config": config})
-    except ValueError:
-        raise UserError(f"unknown optimizer {stage['optimizer']!r} in transfer.stages; try adam, adamw, sgd, rmsprop") from None
 
 
 def keep_best_callback(epochs: int) -> keras.callbacks.EarlyStopping:
@@ -245,10 +229,10 @@ class TransferTask(ClassificationTask):
                 elif stage["keep_best"]:
                     print("  note: keep_best needs a validation split (data.val_fraction > 0); keeping the last epoch", flush=True)
                 if cached:
-                    history = self._fit_head_cached(backbone, head, inputs, stage, cbs)
+                    history = self._fit_head_cached(backbone, head, inputs, stage, cbs, f"transfer.stages[{i}]")
                 else:
-                    compile_model(model, optimizer=make_optimizer(stage, self.batches_per_epoch(inputs)), loss=self.build_losses(),
-                                  metrics=self.build_metrics())
+                    optimizer = make_optimizer(stage, self.batches_per_epoch(inputs), f"transfer.stages[{i}]")
+                    compile_model(model, optimizer=optimizer, loss=self.build_losses(), metrics=self.build_metrics())
                     history = model.fit(inputs.train, validation_data=inputs.val, epochs=stage["epochs"],
                                         steps_per_epoch=self.recipe["train"]["steps_per_epoch"], callbacks=cbs,
                                         shuffle=False, verbose=progress_verbosity())
@@ -264,7 +248,7 @@ class TransferTask(ClassificationTask):
                 os.replace(tmp, resume / f"stage{i}.done.weights.h5")
         return combined
 
-    def _fit_head_cached(self, backbone, head, inputs: Inputs, stage: dict, callbacks: list):
+    def _fit_head_cached(self, backbone, head, inputs: Inputs, stage: dict, callbacks: list, where: str):
         data, bs = self.recipe["data"], self.recipe["train"]["batch_size"]
         if data["augment"]:
             print("note: cached activations are computed from un-augmented images", flush=True)
@@ -278,7 +262,7 @@ class TransferTask(ClassificationTask):
         source = f"computed in {train.seconds:.1f} s" if train.rebuilt else "from cache"
         print(f"  activations: {train.features.shape[0]} x {train.features.shape[1]} ({source}) {train.path.parent}", flush=True)
         batches = -(-train.features.shape[0] // bs)  # every cached image once per epoch, whatever train.steps_per_epoch says
-        compile_model(head, optimizer=make_optimizer(stage, batches), loss=self.build_losses(), metrics=self.build_metrics())
+        compile_model(head, optimizer=make_optimizer(stage, batches, where), loss=self.build_losses(), metrics=self.build_metrics())
         return head.fit(feature_dataset(train, bs, shuffle=True, seed=self.recipe["seed"]),
                         validation_data=feature_dataset(val, bs) if val else None, epochs=stage["epochs"],
                         callbacks=callbacks, shuffle=False, verbose=progress_verbosity())
