@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(EXTRAS)
 export NO_ALBUMENTATIONS_UPDATE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test bench bench-full lint install clean
+.PHONY: demo test bench bench-full lint install data clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -24,16 +24,20 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-demo: install
-	$(PY) -m tasks.demo
+# The data the demo and the tests read (Fashion-MNIST: Debian package, else Keras download, else one error line).
+data: install
+	$(PY) -m pipelines.install_data
 
-test: install
+demo: data
+	$(PY) -m tasks.demo $(DEMO_ARGS)
+
+test: data
 	$(PY) -m pytest -q
 
-bench: install
+bench: data
 	$(PY) benchmarks/run_all.py
 
-bench-full: install
+bench-full: data
 	$(PY) benchmarks/run_all.py --full
 
 lint: install

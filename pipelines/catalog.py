@@ -71,7 +71,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def _fashion_dir() -> Path | None:
+def fashion_mnist_dir() -> Path | None:
     candidates = [os.environ.get("CONVFORGE_FASHION_MNIST", ""), *FASHION_MNIST_DIRS]
     for d in candidates:
         if d and (Path(d) / "train-images-idx3-ubyte.gz").is_file():
@@ -80,7 +80,7 @@ def _fashion_dir() -> Path | None:
 
 
 def _load_fashion_mnist() -> ArrayDataset:
-    d = _fashion_dir()
+    d = fashion_mnist_dir()
     if d is not None:
         parts = [read_idx(d / f"{s}-ubyte.gz") for s in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")]
         source = f"idx:{d}"
@@ -121,7 +121,7 @@ CATALOG: dict[str, tuple[str, Callable[[], ArrayDataset], Callable[[], bool]]] =
     "fashion_mnist": (
         "Fashion-MNIST, 60k/10k 28x28 grey, 10 classes (Debian dataset-fashion-mnist or keras download)",
         _load_fashion_mnist,
-        lambda: _fashion_dir() is not None,
+        lambda: fashion_mnist_dir() is not None,
     ),
     "digits": ("scikit-learn digits, 1,797 8x8 grey, 10 classes (bundled)", _load_digits, lambda: True),
 }

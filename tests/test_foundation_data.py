@@ -111,3 +111,15 @@ def test_csv_manifest_refuses_paths_escaping_the_root(image_dir, tmp_path):
     files = csv_manifest(manifest)
     assert len(files.paths) == 3
     assert files.skipped["escapes_root"] == 2 and files.skipped["bad_manifest_line"] == 1
+
+
+def test_install_data_uses_a_present_folder_and_refuses_unknown_names(tmp_path, monkeypatch, capsys):
+    from pipelines.install_data import ensure_fashion_mnist, main
+
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    monkeypatch.setenv("CONVFORGE_FASHION_MNIST", str(tmp_path))
+    assert ensure_fashion_mnist() == f"idx:{tmp_path}"
+    assert main(["digits"]) == 0 and "digits: ready (bundled)" in capsys.readouterr().out
+    assert main(["no_such_set"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown dataset 'no_such_set'") and err.count("\n") == 1
