@@ -48,7 +48,8 @@ def class_nms(
     """Per-class NMS for a batch of candidate boxes with a score per class.
 
     Args:
-        boxes: ``[N, K, 4]`` float, ``[ymin, xmin, ymax, xmax]``.
+        boxes: ``[N, K, 4]`` float, ``[ymin, xmin, ymax, xmax]``, or ``[N, K, C, 4]``: one box
+            per class (a two-stage head's per-class regression).
         class_scores: ``[N, K, C]`` float, e.g. ``pc * p(class)``; a box takes
             part in class ``c``'s NMS when its score for ``c`` is above ``score_threshold``.
     Returns:
@@ -62,7 +63,7 @@ def class_nms(
     """
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     out = tf.image.combined_non_max_suppression(
-        boxes[:, :, None, :],
+        boxes if boxes.shape.rank == 4 else boxes[:, :, None, :],
         tf.convert_to_tensor(class_scores, tf.float32),
         max_output_size_per_class=max_detections,
         max_total_size=max_detections,
