@@ -37,6 +37,7 @@ import tensorflow as tf  # noqa: E402
 import models  # noqa: E402
 from benchmarks.machine import table, write_section  # noqa: E402
 from benchmarks.peak import load_note  # noqa: E402
+from pipelines.decode import decode_image  # noqa: E402
 from serving.export import export_classifier  # noqa: E402
 
 CASES = [("lenet5", (28, 28, 1), {}), ("resnet18", (32, 32, 1), {"small": True, "width": 0.5})]
@@ -54,7 +55,7 @@ def p10(values: list[float]) -> float:
 
 def measure(name: str, shape, options: dict, batch: int, calls: int, root: Path) -> dict[str, float]:
     model = models.build(name, shape, 10, **options)
-    path = export_classifier(model, root, f"{name}_{batch}", [str(i) for i in range(10)])
+    path = export_classifier(model, root, f"{name}_{batch}", [str(i) for i in range(10)], decode=decode_image)
     served = tf.saved_model.load(str(path)).signatures["serving_default"]
     x = tf.constant(np.random.default_rng(0).integers(0, 256, (batch, *shape), dtype=np.uint8))
     keras_fn = tf.function(lambda images: model(images, training=False))

@@ -177,9 +177,10 @@ def killed_export(tmp: Path) -> None:
 
     script = textwrap.dedent("""
         import sys, keras, models
+        from pipelines.decode import decode_image
         from serving.export import export_classifier
         keras.utils.set_random_seed(int(sys.argv[2]))
-        print(export_classifier(models.build("lenet5", (28, 28, 1), 10), sys.argv[1], "m", list("0123456789")), flush=True)
+        print(export_classifier(models.build("lenet5", (28, 28, 1), 10), sys.argv[1], "m", list("0123456789"), decode=decode_image), flush=True)
     """)
     run = lambda seed: subprocess.Popen([sys.executable, "-c", script, str(tmp / "exp"), str(seed)], cwd=ROOT, env=ENV,  # noqa: E731
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

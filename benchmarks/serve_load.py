@@ -57,13 +57,14 @@ def register_model(tmp: Path) -> str:
 
     import models
     from pipelines.catalog import load_arrays
+    from pipelines.decode import decode_image
     from serving.export import export_classifier
     from tasks.model_registry import register_export
 
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     model = models.build("lenet5", (28, 28, 1), 10)
-    export = export_classifier(model, tmp / "exports", "bench", load_arrays("fashion_mnist").class_names)
+    export = export_classifier(model, tmp / "exports", "bench", load_arrays("fashion_mnist").class_names, decode=decode_image)
     with mlflow.start_run() as run:
         pass
     register_export(run.info.run_id, export, "bench", alias="champion")

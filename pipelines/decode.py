@@ -1,18 +1,27 @@
-"""Decoding images safely: a cheap integrity check in Python, decoding in the TF graph.
+"""Decoding images safely: one size guard for every decode path.
 
 ``check_image_file`` reads only a file's first and last bytes and its header:
 it catches missing, zero-byte, non-image and truncated JPEG/PNG files (no end
-marker) and decompression bombs (a header claiming more than ``MAX_PIXELS``
+marker) and decompression bombs (a header claiming more than ``max_pixels()``
 pixels), so they are skipped before training. ``decode_image`` decodes,
-converts channels and resizes inside the graph (runs in tf.data's thread
-pool); it refuses a header over ``MAX_PIXELS`` before allocating anything, so
-bytes that never passed the Python check (TFRecord shards) are guarded too.
+converts channels and resizes inside the graph (tf.data's thread pool, and the
+``serving_bytes`` signature of every export); it refuses a header over the
+limit before allocating anything, so bytes that never passed the Python check
+(TFRecord shards, requests to a served model) are guarded too. ``open_image``
+is the same guard for Pillow (faces, style transfer): a bomb is an
+``ImageTooLarge`` (a ``ValueError`` with a one-line message), never Pillow's
+``DecompressionBombError``.
+
+The limit is 64 Mpx (8000 x 8000); set ``CONVFORGE_MAX_PIXELS`` to change it.
+An export keeps the limit it was written with.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 
 import tensorflow as tf
@@ -20,6 +29,53 @@ import tensorflow as tf
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 64_000_000  # 8000 x 8000; a larger header is treated as a decompression bomb
+MAX_PIXELS_ENV = "CONVFORGE_MAX_PIXELS"
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header claims more pixels than ``max_pixels()`` (a likely decompression bomb)."""
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``CONVFORGE_MAX_PIXELS`` if set (a positive integer), else ``MAX_PIXELS``."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not raw:
+        return MAX_PIXELS
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ValueError(f"{MAX_PIXELS_ENV}={raw[:40]!r} must be a positive whole number of pixels (e.g. 64000000)")
+    return int(raw)
+
+
+def check_pixels(width: int, height: int, name: str) -> None:
+    """Raise ``ImageTooLarge`` (one line naming ``name`` and the fix) when ``width x height`` is over the limit."""
+    limit = max_pixels()
+    if int(width) * int(height) > limit:
+        raise ImageTooLarge(f"image {name} is {width}x{height} pixels, over the limit of {limit:,} "
+                            f"(a decompression bomb?); downscale it or raise {MAX_PIXELS_ENV}")
+
+
+@contextlib.contextmanager
+def open_image(source, name: str | None = None):
+    """``PIL.Image.open`` with the size guard applied to the header, before any pixel is decoded.
+
+    ``source`` is a path, a file object or bytes. Raises ``ImageTooLarge`` for
+    a bomb (Pillow's ``DecompressionBombError`` included), and Pillow's own
+    errors (``UnidentifiedImageError``, ``OSError``) for unreadable files.
+    """
+    from PIL import Image
+
+    name = name or ("image bytes" if isinstance(source, bytes) else str(source))
+    Image.MAX_IMAGE_PIXELS = max_pixels()  # Pillow's own check (at twice this) agrees with ours
+    try:
+        with warnings.catch_warnings():  # over the limit is refused just below, not warned about
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except Image.DecompressionBombError:
+        raise ImageTooLarge(f"image {name} claims too many pixels (over twice the limit of {max_pixels():,}; "
+                            f"a decompression bomb?); downscale it or raise {MAX_PIXELS_ENV}") from None
+    with im:
+        check_pixels(*im.size, name)
+        yield im
 
 _MAGIC = {
     b"\xff\xd8\xff": "jpeg",
@@ -79,27 +135,47 @@ def check_image_bytes(data: bytes) -> str | None:
 
 def _check_header(source) -> str | None:
     """Read the header only (Pillow opens lazily): unreadable headers and bombs are refused."""
-    from PIL import Image
-
     try:
-        with Image.open(source) as im:
-            width, height = im.size
-    except Image.DecompressionBombError:
+        with open_image(source, "header"):
+            pass
+    except ImageTooLarge:
         return "too_many_pixels"
     except Exception:  # noqa: BLE001 - Pillow raises many types for a damaged header
         return "bad_header"
-    return "too_many_pixels" if width * height > MAX_PIXELS else None
+    return None
 
 
 def decode_image(data: tf.Tensor, channels: int, image_size: tuple[int, int] | None) -> tf.Tensor:
-    """Encoded bytes -> uint8 ``[H, W, channels]`` (resized to ``image_size`` if given).
+    """Encoded JPEG/PNG/GIF/BMP bytes -> uint8 ``[H, W, channels]`` (resized to ``image_size`` if given).
 
-    Raises ``InvalidArgumentError`` (dropped by ``ignore_errors``) when the header
-    claims more than ``MAX_PIXELS`` pixels, before any pixel buffer is allocated."""
-    with tf.control_dependencies([tf.debugging.assert_less_equal(
-            header_pixels(data), tf.constant(MAX_PIXELS, tf.int64), message="image header claims too many pixels")]):
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    Raises ``InvalidArgumentError`` (dropped by ``ignore_errors``; a failed
+    request when serving) when the header claims more than ``max_pixels()``
+    pixels (read when the graph is traced) or the format is none of these four,
+    before any pixel buffer is allocated. GIF and BMP become 1-channel too
+    (TensorFlow decodes them only as RGB: converted to grey here)."""
+    pixels = header_pixels(data)
+    with tf.control_dependencies([
+        tf.debugging.assert_positive(pixels, message="not a JPEG, PNG, GIF or BMP image"),
+        tf.debugging.assert_less_equal(pixels, tf.constant(max_pixels(), tf.int64),
+                                       message=f"image header claims more than {max_pixels()} pixels"),
+    ]):
+        image = _decode_channels(data, channels)
     return resize_uint8(image, image_size)
+
+
+def _decode_channels(data: tf.Tensor, channels: int) -> tf.Tensor:
+    if channels != 1:
+        return tf.io.decode_image(data, channels=channels, expand_animations=False)
+    head = tf.strings.substr(data, 0, 3)
+    rgb_only = tf.logical_or(tf.equal(head, b"GIF"), tf.equal(tf.strings.substr(head, 0, 2), b"BM"))
+
+    def grey_from_rgb():
+        rgb = tf.io.decode_image(data, channels=3, expand_animations=False)
+        return tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(rgb, tf.float32))), tf.uint8)
+
+    image = tf.cond(rgb_only, grey_from_rgb, lambda: tf.io.decode_image(data, channels=1, expand_animations=False))
+    image.set_shape([None, None, 1])
+    return image
 
 
 def header_pixels(data: tf.Tensor) -> tf.Tensor:

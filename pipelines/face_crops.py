@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +48,17 @@ class Face:
 
 def load_rgb(source: str | os.PathLike | bytes) -> np.ndarray:
     """A photo file (or its bytes) -> uint8 ``[H, W, 3]`` RGB, EXIF rotation applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps, UnidentifiedImageError
+
+    from pipelines.decode import ImageTooLarge, open_image
 
     name = "image bytes" if isinstance(source, bytes) else str(source)
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        with open_image(source, name) as im:  # the shared size guard: a bomb is refused before decoding
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"), np.uint8)
+    except ImageTooLarge:
+        raise
     except FileNotFoundError:
         raise ValueError(f"image {name} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:

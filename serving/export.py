@@ -6,14 +6,18 @@
 - ``serving_default``: ``images`` uint8 ``[N, H, W, C]`` of any H, W; resized
   to the model's size inside the graph.
 - ``serving_bytes``: ``image_bytes`` string ``[N]`` of encoded JPEG/PNG/BMP/GIF,
-  decoded and resized inside the graph.
+  decoded and resized inside the graph by the ``decode`` function the caller
+  passes: ``pipelines.decode.decode_image``, the one guarded decoder (header
+  size checked before decoding) that training uses too. serving does not
+  import pipelines (import direction), so the task layer hands it over.
 
 Both call the same ``fn(images_uint8) -> {output_name: tensor}``, so all
 pre- and post-processing (softmax/argmax, decoding + NMS, L2 normalisation)
 lives in the graph and a client sends only pixels or file bytes.
 
 Example:
-    >>> path = export_classifier(model, "exports", "fashion_lenet5", class_names)
+    >>> from pipelines.decode import decode_image
+    >>> path = export_classifier(model, "exports", "fashion_lenet5", class_names, decode=decode_image)
     >>> served = tf.saved_model.load(str(path))
     >>> served.signatures["serving_default"](images=batch_uint8)["class_id"]
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import keras
 import tensorflow as tf
@@ -29,6 +34,14 @@ import tensorflow as tf
 from serving.versions import write_version
 
 CLASS_NAMES_FILE = "class_names.txt"
+
+
+class ImageDecoder(Protocol):
+    """``decode(data, channels, image_size) -> uint8 [H, W, channels]`` for one encoded image, in the graph.
+
+    It must refuse oversized headers before decoding (``pipelines.decode.decode_image`` does)."""
+
+    def __call__(self, data: tf.Tensor, channels: int, image_size: tuple[int, int] | None) -> tf.Tensor: ...
 
 
 def resize_images(images: tf.Tensor, image_size: tuple[int, int] | None) -> tf.Tensor:
@@ -46,11 +59,12 @@ def resize_images(images: tf.Tensor, image_size: tuple[int, int] | None) -> tf.T
     return tf.ensure_shape(out, [None, image_size[0], image_size[1], images.shape[-1]])
 
 
-def decode_batch(image_bytes: tf.Tensor, channels: int, image_size: tuple[int, int] | None) -> tf.Tensor:
+def decode_batch(image_bytes: tf.Tensor, channels: int, image_size: tuple[int, int] | None,
+                 decode: ImageDecoder) -> tf.Tensor:
     """Encoded images ``[N]`` -> uint8 ``[N, H, W, channels]`` (all the same size after resizing)."""
 
     def one(data):
-        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        image = decode(data, channels, None)
         image.set_shape([None, None, channels])
         return resize_images(image[None], image_size)[0]
 
@@ -66,11 +80,14 @@ def export_image_model(
     image_size: tuple[int, int] | None,
     channels: int,
     assets: dict[str, str] | None = None,
+    *,
+    decode: ImageDecoder,
 ) -> Path:
     """Export ``fn`` (uint8 images -> dict of named outputs) with both signatures.
 
     ``track`` is the Keras model (or list of models/layers) whose variables
     ``fn`` uses. ``assets`` maps file names to text written into ``assets/``.
+    ``decode`` decodes one image of ``serving_bytes`` (see ``ImageDecoder``).
     Returns the new version folder.
     """
     size = tuple(int(s) for s in image_size) if image_size else None
@@ -86,7 +103,7 @@ def export_image_model(
         )
         archive.add_endpoint(
             "serving_bytes",
-            lambda image_bytes: fn(decode_batch(image_bytes, channels, size)),
+            lambda image_bytes: fn(decode_batch(image_bytes, channels, size, decode)),
             input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
         )
         archive.write_out(str(path), verbose=False)
@@ -96,7 +113,8 @@ def export_image_model(
 
 
 def export_classifier(
-    model: keras.Model, root: str | Path, name: str, class_names: list[str], assets: dict[str, str] | None = None
+    model: keras.Model, root: str | Path, name: str, class_names: list[str], assets: dict[str, str] | None = None,
+    *, decode: ImageDecoder,
 ) -> Path:
     """Export a softmax classifier: outputs ``probabilities`` ``[N, K]`` and ``class_id`` ``[N]``.
 
@@ -105,7 +123,7 @@ def export_classifier(
     """
     h, w, c = model.input_shape[1:4]
     files = {CLASS_NAMES_FILE: "\n".join(class_names) + "\n", **(assets or {})}
-    return export_image_model(_classifier_outputs(model), model, root, name, (h, w), c, files)
+    return export_image_model(_classifier_outputs(model), model, root, name, (h, w), c, files, decode=decode)
 
 
 def _classifier_outputs(model: keras.Model):

@@ -38,14 +38,23 @@ def predict_bytes(served, images: list[bytes], batch_size: int = 64) -> dict[str
 
 
 def predict_arrays(served, images: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Call ``serving_default`` on uint8 ``[N, H, W, C]`` in batches."""
-    return _call_batched(served.signatures["serving_default"], "images", images, batch_size)
+    """Call ``serving_default`` in batches: uint8 ``[N, H, W, C]`` for image exports, or the
+    ``inputs`` tensors (1D sequences, 3D clips) of a tensor export, cast to its dtype."""
+    fn = served.signatures["serving_default"]
+    (argument, spec), *_ = input_specs(fn).items()
+    return _call_batched(fn, argument, images, batch_size, spec.dtype)
 
 
-def _call_batched(fn, argument: str, values, batch_size: int) -> dict[str, np.ndarray]:
+def input_specs(fn) -> dict[str, tf.TensorSpec]:
+    """A concrete signature's inputs: argument name -> TensorSpec."""
+    return dict(fn.structured_input_signature[1])
+
+
+def _call_batched(fn, argument: str, values, batch_size: int, dtype: tf.DType | None = None) -> dict[str, np.ndarray]:
     parts: dict[str, list] = {}
     for i in range(0, len(values), batch_size):
-        out = fn(**{argument: tf.constant(values[i : i + batch_size])})
+        chunk = values[i : i + batch_size]
+        out = fn(**{argument: tf.constant(np.asarray(chunk, dtype.as_numpy_dtype) if dtype is not None else chunk)})
         for key, value in out.items():
             parts.setdefault(key, []).append(value.numpy())
     return {k: np.concatenate(v) for k, v in parts.items()}

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from pipelines.decode import decode_image
 from pipelines.splits import batch, load_splits, permuted_batches
 from serving.export import export_classifier, export_tensor_classifier
 from tasks import plots
@@ -188,4 +189,4 @@ class ClassificationTask(Task):
         assets = {RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False)}
         if len(model.input_shape) != 4:  # 1D sequences / 3D clips: the raw tensor in, no image decoding
             return export_tensor_classifier(model, root, name, inputs.class_names, assets)
-        return export_classifier(model, root, name, inputs.class_names, assets)
+        return export_classifier(model, root, name, inputs.class_names, assets, decode=decode_image)

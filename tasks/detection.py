@@ -40,6 +40,7 @@ import tensorflow as tf
 import yaml
 
 from models.yolo import YoloLoss, detect, encode_targets, kmeans_anchors, mean_best_iou
+from pipelines.decode import decode_image
 from pipelines.scenes import Scenes, background_photos, make_scenes, scene_stream
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from tasks import plots
@@ -324,4 +325,4 @@ class DetectionTask(Task):
         assets = {CLASS_NAMES_FILE: "\n".join(inputs.class_names) + "\n",
                   RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False),
                   ANCHORS_ASSET: json.dumps(anchors.tolist())}
-        return export_image_model(serve, model, root, name, inputs.input_shape[:2], 3, assets)
+        return export_image_model(serve, model, root, name, inputs.input_shape[:2], 3, assets, decode=decode_image)

@@ -121,12 +121,13 @@ def _log(result: EnsembleResult, run_ids: list[str], mode: str) -> str:
 
 def export_ensemble(result: EnsembleResult, root: str | Path, name: str, mode: str = "single", crop_fraction: float = 0.875) -> Path:
     """Export the averaging model (``probabilities``, ``class_id``; multi-crop outputs too if ``mode`` asks)."""
+    from pipelines.decode import decode_image
     from serving.export import export_classifier
     from tasks.task import RECIPE_ASSET
     from tasks.transfer import export_with_multicrop
 
     assets = {RECIPE_ASSET: yaml.safe_dump(result.recipe, sort_keys=False), MEMBERS_FILE: "\n".join(result.run_ids) + "\n"}
     if mode == "single":
-        return export_classifier(result.model, root, name, result.class_names, assets)
+        return export_classifier(result.model, root, name, result.class_names, assets, decode=decode_image)
     return export_with_multicrop(result.model, root, name, result.class_names, mode, crop_fraction, assets)
 

@@ -8,3 +8,18 @@ with code 2; no traceback is shown.
 
 class UserError(Exception):
     """A mistake in the user's input; the message names the input and the fix."""
+
+
+def quote(value, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an error line quotes what it got, never all of it)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first meaningful line of an exception's message (TensorFlow's ``{{function_node ...}}`` prefix dropped)."""
+    import re
+
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", getattr(err, "message", None) or str(err))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__)[:limit]

@@ -34,6 +34,7 @@ import tensorflow as tf
 import yaml
 
 from models.triplet_loss import TripletLoss
+from pipelines.decode import decode_image
 from pipelines.pk_sampler import eligible_classes, pk_batches
 from serving.export import export_image_model
 from serving.gallery import best_inner_product
@@ -242,7 +243,7 @@ class FacesTask(Task):
             return {"embedding": tf.cast(model(images, training=False), tf.float32)}
 
         assets = {VERIFICATION_FILE: meta, RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False)}
-        return export_image_model(serve, model, root, name, (h, w), c, assets)
+        return export_image_model(serve, model, root, name, (h, w), c, assets, decode=decode_image)
 
 
 # -- helpers -------------------------------------------------------------------

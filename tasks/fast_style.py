@@ -137,10 +137,11 @@ def train_stylizer(style: np.ndarray, settings: FastStyleSettings, callbacks=(),
 
 def export_stylizer(net: keras.Model, root, name: str):
     """Export ``net`` in the TF Serving layout: uint8 ``images`` (any size) -> uint8 ``image``."""
+    from pipelines.decode import decode_image
     from serving.export import export_image_model
 
     return export_image_model(lambda images: {"image": stylize(net, images)}, net, root, name,
-                              image_size=None, channels=3)
+                              image_size=None, channels=3, decode=decode_image)
 
 
 def load_stylizer(export_dir):

@@ -31,6 +31,7 @@ import yaml
 
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
 from pipelines.augment import augment_dataset, validate_policy
+from pipelines.decode import decode_image
 from pipelines.scenes import LANDMARK_FLIP, LANDMARK_NAMES, Scenes, scene_stream
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from tasks import plots
@@ -234,4 +235,4 @@ class LocalisationTask(Task):
 
         assets = {CLASS_NAMES_FILE: "\n".join(inputs.class_names) + "\n",
                   RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False)}
-        return export_image_model(serve, model, root, name, inputs.input_shape[:2], 3, assets)
+        return export_image_model(serve, model, root, name, inputs.input_shape[:2], 3, assets, decode=decode_image)

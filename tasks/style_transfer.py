@@ -77,11 +77,15 @@ def load_image(source: str | Path | np.ndarray) -> np.ndarray:
     if isinstance(source, np.ndarray):
         image = source
     elif Path(source).is_file():
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
+
+        from pipelines.decode import ImageTooLarge, open_image
 
         try:
-            with Image.open(source) as im:
+            with open_image(source) as im:
                 image = np.asarray(im.convert("RGB"))
+        except ImageTooLarge as err:
+            raise UserError(str(err)) from None
         except (UnidentifiedImageError, OSError) as err:
             raise UserError(f"image {source} cannot be read ({err}); give a JPEG or PNG file") from None
     elif str(source) == "starry_night":

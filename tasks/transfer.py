@@ -43,6 +43,7 @@ import mlflow
 import numpy as np
 import yaml
 
+from pipelines.decode import decode_image
 from pipelines.splits import batch, load_splits
 from serving.export import CLASS_NAMES_FILE, export_classifier, export_image_model
 from tasks.activation_cache import cached_features, feature_dataset
@@ -298,7 +299,7 @@ class TransferTask(ClassificationTask):
         ev = self.recipe["evaluation"]
         assets = {RECIPE_ASSET: yaml.safe_dump(self.recipe, sort_keys=False)}
         if ev["mode"] in ("single",) or not ev["export_multicrop"]:
-            return export_classifier(model, root, name, inputs.class_names, assets)
+            return export_classifier(model, root, name, inputs.class_names, assets, decode=decode_image)
         return export_with_multicrop(model, root, name, inputs.class_names, ev["mode"], ev["crop_fraction"], assets)
 
 
@@ -315,7 +316,7 @@ def export_with_multicrop(model, root, name, class_names, mode: str, crop_fracti
                 "multicrop_probabilities": multi, "multicrop_class_id": tf.argmax(multi, axis=-1, output_type=tf.int32)}
 
     files = {CLASS_NAMES_FILE: "\n".join(class_names) + "\n", **(assets or {})}
-    return export_image_model(serve, model, root, name, (h, w), c, files)
+    return export_image_model(serve, model, root, name, (h, w), c, files, decode=decode_image)
 
 
 def keras_file_of_run(run_id: str) -> Path:

@@ -42,6 +42,29 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
+def real_png_bomb(width: int, height: int, grey: bool = True) -> bytes:
+    """A complete, decodable all-black PNG of ``width x height`` (a few hundred KB for hundreds of Mpx).
+
+    Unlike ``png_bomb`` its pixel data is all there: a decoder without a size
+    guard really allocates ``width x height x channels`` bytes for it."""
+    channels = 1 if grey else 3
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0 if grey else 2, 0, 0, 0)
+    z = zlib.compressobj(9)
+    row = b"\x00" * (1 + channels * width)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def header_bomb(fmt: str, width: int, height: int) -> bytes:
+    """A GIF/BMP/PNG whose header claims ``width x height`` (pixel data missing: only the header is real)."""
+    if fmt == "png":
+        return png_bomb(width, height)
+    if fmt == "gif":
+        return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0) + b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    dib = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(dib) + 64, 0, 0, 14 + len(dib)) + dib + b"\x00" * 64
+
+
 def _bad_images() -> dict[str, tuple[bytes, str]]:
     good = encode(real_images(1, 32)[0][0])
     rng = np.random.default_rng(1)

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines.catalog import load_arrays
+from pipelines.decode import decode_image
 from serving.export import export_classifier
 from tasks.cli import main
 
@@ -39,7 +40,7 @@ def export_dir(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("exp")
     model = models.build("lenet5", (28, 28, 1), 10)
-    export_classifier(model, root, "m", load_arrays("fashion_mnist").class_names)
+    export_classifier(model, root, "m", load_arrays("fashion_mnist").class_names, decode=decode_image)
     return root / "m"
 
 

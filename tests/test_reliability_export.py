@@ -21,12 +21,13 @@ EXPORT_SCRIPT = textwrap.dedent("""
     import sys
     import keras
     import models
+    from pipelines.decode import decode_image
     from serving.export import export_classifier
     root, seed, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     keras.utils.set_random_seed(seed)
     model = models.build("lenet5", (28, 28, 1), 10)
     for _ in range(count):
-        path = export_classifier(model, root, "m", [str(i) for i in range(10)], {"writer.txt": str(seed)})
+        path = export_classifier(model, root, "m", [str(i) for i in range(10)], {"writer.txt": str(seed)}, decode=decode_image)
         print(path, flush=True)
 """)
 
@@ -49,11 +50,12 @@ def test_killed_real_export_keeps_the_previous_version_loadable(tmp_path):
     import keras
 
     import models
+    from pipelines.decode import decode_image
     from serving.export import export_classifier
 
     keras.utils.set_random_seed(1)
     model = models.build("lenet5", (28, 28, 1), 10)
-    v1 = export_classifier(model, tmp_path, "m", [str(i) for i in range(10)], {"writer.txt": "1"})
+    v1 = export_classifier(model, tmp_path, "m", [str(i) for i in range(10)], {"writer.txt": "1"}, decode=decode_image)
     before = _predict(v1)
     proc = _run(tmp_path, 2, 1)
     deadline = time.time() + 300
@@ -65,7 +67,7 @@ def test_killed_real_export_keeps_the_previous_version_loadable(tmp_path):
     assert versions(tmp_path / "m") == [1]  # no partial version 2
     np.testing.assert_allclose(_predict(v1), before, rtol=1e-6)
     assert (v1 / "assets" / "writer.txt").read_text() == "1"
-    assert export_classifier(model, tmp_path, "m", [str(i) for i in range(10)]).name == "2"  # the next export is whole
+    assert export_classifier(model, tmp_path, "m", [str(i) for i in range(10)], decode=decode_image).name == "2"  # the next export is whole
 
 
 @pytest.mark.slow

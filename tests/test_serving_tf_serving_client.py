@@ -16,6 +16,7 @@ from tensorflow_serving.apis import predict_pb2
 
 import models
 from pipelines.catalog import load_arrays
+from pipelines.decode import decode_image
 from serving.export import export_classifier
 from serving.loader import predict_arrays, predict_bytes
 from serving.tf_serving_client import grpc_request, rest_body, rest_outputs, rest_url, signature_inputs
@@ -25,7 +26,7 @@ from serving.tf_serving_client import grpc_request, rest_body, rest_outputs, res
 def export(tmp_path_factory):
     data = load_arrays("fashion_mnist")
     model = models.build("lenet5", (28, 28, 1), 10)
-    path = export_classifier(model, tmp_path_factory.mktemp("exp"), "fashion", data.class_names)
+    path = export_classifier(model, tmp_path_factory.mktemp("exp"), "fashion", data.class_names, decode=decode_image)
     images = data.x_test[:3]
     pngs = [tf.io.encode_png(im).numpy() for im in images]
     return path, tf.saved_model.load(str(path)), images, pngs

@@ -49,16 +49,39 @@ def edge_figure(gray, maps, kind: str):
     return fig
 
 
-def run(args) -> int:
-    import tensorflow as tf
+FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
+
+def check_figure_output(path: str) -> Path:
+    """The figure path ``-o`` names; ``UserError`` for a folder or a suffix matplotlib cannot write."""
+    from tasks.errors import UserError
+
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"-o {path!r} is a folder; give a file name such as {out / 'edges.png'}")
+    if out.suffix.lower() not in FIGURE_SUFFIXES:
+        raise UserError(f"-o {path!r} must end in {', '.join(FIGURE_SUFFIXES)}")
+    return out
+
+
+def run(args) -> int:
     from models.edges import edge_detector
+    from pipelines.decode import decode_image
     from tasks import plots
     from tasks.commands.predict import read_images
+    from tasks.errors import UserError, first_line
 
+    output = check_figure_output(args.output)
     (data,) = read_images([args.image])
-    gray = tf.io.decode_image(data, channels=1, expand_animations=False).numpy()
+    try:
+        gray = decode_image(data, 1, None).numpy()  # the guarded decoder: GIF/BMP become grey too
+    except Exception as err:  # noqa: BLE001 - tf.errors.InvalidArgumentError: a damaged body
+        raise UserError(f"image {args.image} cannot be decoded ({first_line(err)}); give an undamaged image") from None
+    if min(gray.shape[:2]) < 3:
+        raise UserError(f"image {args.image} is {gray.shape[1]}x{gray.shape[0]} pixels; the 3x3 edge filters need "
+                        "at least 3x3")
     maps = edge_detector(args.filter).predict(gray[None], verbose=0)[0]
-    out = plots.save(edge_figure(gray[..., 0], maps, args.filter), Path(args.output))
+    out = plots.save(edge_figure(gray[..., 0], maps, args.filter), output)
     print(f"wrote {out} ({gray.shape[1]}x{gray.shape[0]}, filter {args.filter})")
     return 0
+

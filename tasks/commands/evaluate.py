@@ -20,11 +20,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import mlflow
     import numpy as np
+    import tensorflow as tf
     import yaml
 
     from pipelines.splits import batch, load_splits
     from tasks.classification import classification_metrics, collect_predictions
-    from tasks.errors import UserError
+    from tasks.errors import UserError, first_line
     from tasks.recipe import load_recipe
     from tasks.task import RECIPE_ASSET
 
@@ -55,7 +56,11 @@ def run(args) -> int:
         raise UserError(f"the dataset has no {args.split} split")
     if is_export:
         images, labels = map(np.concatenate, zip(*[(x, y) for x, y in batch(ds, 512).as_numpy_iterator()], strict=True))
-        probs = predict_arrays(served, images)["probabilities"]
+        try:  # image exports take uint8 images, 1D/3D exports their float tensors (predict_arrays reads which)
+            probs = predict_arrays(served, images)["probabilities"]
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as err:
+            raise UserError(f"export {path} does not accept the {args.split} split of {data['dataset']!r} "
+                            f"(shape {list(images.shape[1:])}): {first_line(err)}; evaluate it on the data it was trained on") from None
     else:
         labels, probs = collect_predictions(logged.model, batch(ds, 256))
     metrics = classification_metrics(labels, probs, prefix=f"eval_{args.split}_")

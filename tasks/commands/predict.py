@@ -69,13 +69,41 @@ def _predict(args, images: list[bytes], export: str) -> int:
     import numpy as np
 
     from serving.export import read_class_names
-    from serving.loader import predict_bytes
 
     path, served = load_export_or_fail(export)
     names = read_class_names(path)
-    probs = predict_bytes(served, images)["probabilities"]
+    probs = predict_images(path, served, images, args.images)["probabilities"]
     for image, p in zip(args.images, probs, strict=True):
         top = np.argsort(p)[::-1][: args.top_k]
         labels = ", ".join(f"{names[i] if i < len(names) else i} {p[i]:.3f}" for i in top)
         print(f"{image}: {labels}")
     return 0
+
+
+def predict_images(path, served, images: list[bytes], names: list[str]) -> dict:
+    """``serving_bytes`` outputs for encoded images; ``UserError`` naming the export or the image that fails.
+
+    An export of 1D sequences or 3D clips has no ``serving_bytes`` (it takes
+    tensors): said in one line. An image the graph cannot decode (a damaged
+    body, a header over the pixel limit) is named, found by retrying one by one.
+    """
+    import tensorflow as tf
+
+    from serving.loader import input_specs, predict_bytes
+    from tasks.errors import UserError, first_line
+
+    if "serving_bytes" not in served.signatures:
+        specs = {k: f"{v.dtype.name} {v.shape}" for k, v in input_specs(served.signatures["serving_default"]).items()}
+        raise UserError(f"export {path} takes tensors ({specs}), not image files; `convforge predict` needs an image "
+                        "export; evaluate this one with `convforge evaluate EXPORT`")
+    try:
+        return predict_bytes(served, images)
+    except tf.errors.InvalidArgumentError:
+        pass
+    for name, data in zip(names, images, strict=True):
+        try:
+            predict_bytes(served, [data])
+        except tf.errors.InvalidArgumentError as err:
+            raise UserError(f"image {name} cannot be decoded by the export ({first_line(err)}); give an undamaged JPEG, PNG, "
+                            "BMP or GIF file") from None
+    raise UserError(f"export {path} failed on these images together; send them one at a time")
