@@ -57,3 +57,9 @@ def decode_deltas(deltas, reference, weights=DELTA_WEIGHTS) -> tf.Tensor:
     h = ah * tf.exp(tf.minimum(d[..., 2] / wh, MAX_LOG_SCALE))
     w = aw * tf.exp(tf.minimum(d[..., 3] / ww, MAX_LOG_SCALE))
     return tf.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], axis=-1)
+
+
+def smooth_l1(x, beta: float = 1.0):
+    """Elementwise smooth L1, the R-CNN family's box loss: ``0.5 x^2 / beta`` if ``|x| < beta``, else ``|x| - 0.5 beta``."""
+    ax = tf.abs(x)
+    return tf.where(ax < beta, 0.5 * tf.square(ax) / beta, ax - 0.5 * beta)

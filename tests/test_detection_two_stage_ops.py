@@ -85,3 +85,99 @@ def test_roi_pooling_layer_serialises_and_runs_in_a_functional_model():
     # bilinear samples never exceed the map's maximum; a constant map pools to that constant
     assert np.all(model([x, r]).numpy().max(axis=(2, 3))[0, 0] <= x[0].max(axis=(0, 1)) + 1e-6)
     np.testing.assert_allclose(model([np.full_like(x, 3.5), r]).numpy(), 3.5, atol=1e-6)
+
+
+# -- RPN anchor targets, balanced sampling ---------------------------------------------
+def loop_iou(a, b):
+    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ih * iw
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def brute_force_anchor_labels(anchors, gts, pos=0.7, neg=0.3):
+    """Faster R-CNN's rules, anchor by anchor: >= pos or a ground truth's best anchor -> 1; <= neg -> 0; else -1."""
+    ious = np.array([[loop_iou(a, g) for g in gts] for a in anchors]).reshape(len(anchors), len(gts))
+    labels = np.full(len(anchors), -1)
+    for i in range(len(anchors)):
+        best = ious[i].max() if len(gts) else 0.0
+        if best <= neg:
+            labels[i] = 0
+        if best >= pos:
+            labels[i] = 1
+    for j in range(len(gts)):
+        top = ious[:, j].max()
+        for i in range(len(anchors)):
+            if top > 0 and ious[i, j] == top:
+                labels[i] = 1
+    return labels, ious
+
+
+def test_rpn_anchor_targets_equal_a_brute_force_iou_assignment():
+    from models.faster_rcnn import faster_rcnn_anchors
+    from models.rpn import assign_anchors
+
+    anchors = faster_rcnn_anchors((128, 128, 3))
+    assert anchors.shape == (8 * 8 * 9, 4)
+    rng = np.random.default_rng(3)
+    n, m = 3, 5
+    gt = np.zeros((n, m, 4), np.float32)
+    classes = np.full((n, m), -1, np.int32)
+    counts = [4, 1, 0]  # the last image has no objects: everything negative
+    for i, c in enumerate(counts):
+        gt[i, :c] = random_boxes(rng, c, 0.0, 1.0, 0.15)
+        gt[i, 0] = anchors[100 + i] if c else 0  # an exact anchor: IoU 1
+        classes[i, :c] = rng.integers(0, 10, c)
+    labels, which = assign_anchors(anchors, gt, classes >= 0)
+    labels, which = labels.numpy(), which.numpy()
+    for i, c in enumerate(counts):
+        expect, ious = brute_force_anchor_labels(anchors, gt[i, :c])
+        np.testing.assert_array_equal(labels[i], expect)
+        if c:
+            np.testing.assert_array_equal(ious[np.arange(len(anchors)), which[i]], ious.max(axis=1))
+        assert (labels[i] == 1).sum() >= (c > 0)
+    assert labels[0, 100] == 1 and np.all(labels[2] == 0)
+
+
+def test_balanced_sampling_keeps_a_random_subset_with_at_most_the_positive_share():
+    from models.roi_sampling import sample_balanced
+
+    rng = np.random.default_rng(4)
+    positive = rng.random((4, 300)) < np.array([0.02, 0.3, 0.0, 0.5])[:, None]
+    negative = ~positive & (rng.random((4, 300)) < 0.8)
+    pos, neg = (t.numpy() for t in sample_balanced(positive, negative, 64, 0.5, seed=1))
+    assert np.all(pos <= positive) and np.all(neg <= negative)
+    for i in range(4):
+        n_pos = min(positive[i].sum(), 32)
+        assert pos[i].sum() == n_pos
+        assert neg[i].sum() == min(negative[i].sum(), 64 - n_pos)
+
+
+def test_proposal_targets_label_rois_by_their_best_ground_truth():
+    from models.box_coding import decode_deltas
+    from models.roi_sampling import ProposalTargets
+
+    rng = np.random.default_rng(5)
+    gt = np.zeros((2, 4, 4), np.float32)
+    gt[:, :2] = random_boxes(rng, 4, 0.0, 1.0, 0.2).reshape(2, 2, 4)
+    classes = np.array([[2, 7, -1, -1], [0, 9, -1, -1]], np.int32)
+    proposals = np.concatenate([random_boxes(rng, 60).reshape(2, 30, 4), np.zeros((2, 5, 4), np.float32)], 1)
+    rois, labels, targets = ProposalTargets(num_classes=10, rois_per_image=16, fg_fraction=0.25, seed=2)(
+        [proposals, gt, classes])
+    rois, labels, targets = rois.numpy(), labels.numpy(), targets.numpy()
+    for i in range(2):
+        for r in range(16):
+            if labels[i, r] < 0:
+                continue
+            ious = [loop_iou(rois[i, r], g) for g in gt[i, :2]]
+            assert (rois[i, r, 2] - rois[i, r, 0]) > 0  # padding never sampled
+            if max(ious) >= 0.5:
+                j = int(np.argmax(ious))
+                assert labels[i, r] == classes[i, j]
+                np.testing.assert_allclose(decode_deltas(targets[i, r], rois[i, r]).numpy(), gt[i, j], atol=1e-5)
+            else:
+                assert labels[i, r] == 10 and np.all(targets[i, r] == 0)
+        fg = ((labels[i] >= 0) & (labels[i] < 10)).sum()
+        assert 2 <= fg <= 4  # the ground truths themselves are candidates; at most a quarter foreground
+        assert (labels[i] >= 0).sum() == 16
