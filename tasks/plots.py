@@ -41,24 +41,63 @@ def training_curves(history: dict[str, list[float]]):
     return fig
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]):
-    """Row-normalised confusion matrix with counts in the cells."""
+FULL_MATRIX_CLASSES = 30  # up to this many classes the whole matrix is drawn
+TOP_CONFUSED = 20  # beyond it, only the classes with the most errors
+LABEL_CHARS = 24  # tick labels are cut to this many characters
+
+
+def short_label(name: str, limit: int = LABEL_CHARS) -> str:
+    """A class name fit for a tick label: one line, at most ``limit`` characters, no mathtext ``$``."""
+    text = " ".join(str(name).split()).replace("$", r"\$")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def most_confused(y_true: np.ndarray, y_pred: np.ndarray, k: int, top: int = TOP_CONFUSED) -> np.ndarray:
+    """Indices of the ``top`` classes with the most errors (as the true or the predicted class), most first.
+
+    Memory is O(len(y_true) + k): no k x k matrix is built."""
+    wrong = y_true != y_pred
+    errors = np.bincount(y_true[wrong], minlength=k) + np.bincount(y_pred[wrong], minlength=k)
+    order = np.lexsort((np.arange(k), -errors))  # most errors first, ties by class index
+    return np.sort(order[:top]) if k > top else np.arange(k)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str], max_classes: int = FULL_MATRIX_CLASSES):
+    """Row-normalised confusion matrix with counts in the cells; its cost is bounded whatever the class count.
+
+    Up to ``max_classes`` classes the whole matrix is drawn; beyond, the
+    ``TOP_CONFUSED`` classes with the most errors (rows still normalised by
+    each class's full count). Labels are cut to ``LABEL_CHARS`` characters, so
+    the canvas stays under ~2,100 x 2,000 px for 10 or 100,000 classes.
+    """
+    y_true, y_pred = np.asarray(y_true, np.int64), np.asarray(y_pred, np.int64)
     k = len(class_names)
-    counts = np.zeros((k, k), dtype=np.int64)
-    np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = max(4.0, 0.55 * k + 2)
+    shown = np.arange(k) if k <= max_classes else most_confused(y_true, y_pred, k)
+    index = np.full(k, -1, np.int64)
+    index[shown] = np.arange(len(shown))
+    n = len(shown)
+    counts = np.zeros((n, n), dtype=np.int64)
+    keep = (index[y_true] >= 0) & (index[y_pred] >= 0)
+    np.add.at(counts, (index[y_true[keep]], index[y_pred[keep]]), 1)
+    support = np.bincount(y_true, minlength=k)[shown]
+    rates = counts / np.maximum(support, 1)[:, None]
+    labels = [short_label(class_names[i]) for i in shown]
+    size = max(4.0, 0.55 * n + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(k), class_names)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    if k <= 20:
-        for i in range(k):
-            for j in range(k):
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    ax.set_title(f"confusion matrix (accuracy {np.trace(counts) / max(counts.sum(), 1):.4f})")
+    accuracy = float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
+    title = f"confusion matrix (accuracy {accuracy:.4f})"
+    if n < k:
+        title += f"\nthe {n} of {k} classes with the most errors"
+    ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -2,7 +2,8 @@
 
 ``train(recipe)`` opens one MLflow run and calls the task's hooks in order:
 build_inputs -> build_model -> compile -> fit (``model.fit`` with callbacks)
--> evaluate -> log_figures -> log the model -> export. It logs the flattened
+-> evaluate -> log the model -> export -> log_figures (last, and a figure that
+fails is a warning: it never costs the run its model or export). It logs the flattened
 recipe as params, the resolved recipe file, per-epoch metrics, final metrics,
 figures and the model, and tags the git commit, the dataset fingerprint and
 the export path.
@@ -21,6 +22,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,15 +160,13 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
         history = task.fit(model, inputs, callbacks)
         metrics = task.evaluate(model, inputs)
         log("log_metrics", metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            for png in task.log_figures(model, inputs, getattr(history, "history", {}), Path(tmp)):
-                log("log_artifact", str(png), "figures")
         log_model(log, task.inference_model(model))
         export_path = None
         if recipe["export"]["enabled"]:
             name = recipe["export"]["name"] or f"{recipe['data']['dataset']}_{recipe['model']['name']}".replace(":", "_").replace("/", "_")
             export_path = task.export(model, inputs, workdir / recipe["export"]["dir"], name).resolve()
             log("set_tag", "export_path", str(export_path))
+        log_figures(task, model, inputs, history, log)  # last: a figure never costs the run its model or export
         log.end_run("FINISHED")
     except TrainingDiverged:
         log.end_run("FAILED")
@@ -180,6 +180,19 @@ def _train(recipe: dict, workdir: Path) -> TrainResult:
     else:
         shutil.rmtree(state, ignore_errors=True)
     return TrainResult(run_id, export_path, metrics, getattr(history, "history", {}))
+
+
+def log_figures(task, model: keras.Model, inputs, history, log: tracking.SafeLogger) -> None:
+    """The task's figures, logged under ``figures/``; a figure that fails is a warning line, not a failed run."""
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for png in task.log_figures(model, inputs, getattr(history, "history", {}), Path(tmp)):
+                log("log_artifact", str(png), "figures")
+    except Exception as err:  # noqa: BLE001 - plotting is a report: the model and export are already kept
+        from tasks.errors import first_line
+
+        print(f"warning: figures not written ({type(err).__name__}: {first_line(err)})", file=sys.stderr)
+        log("set_tag", "figures_error", f"{type(err).__name__}: {first_line(err)}")
 
 
 def log_model(log: tracking.SafeLogger, model: keras.Model) -> None:
