@@ -1,4 +1,10 @@
-"""``convforge detect EXPORT IMAGE... -o out.png``: run an exported detector and draw its boxes."""
+"""``convforge detect EXPORT IMAGE... -o out.png``: run an exported detector and draw its boxes.
+
+Works with every detection export: YOLO and Faster R-CNN take only the image;
+Fast R-CNN exports also take region proposals (``serving.proposal_export``):
+this command computes them as the export's ``assets/proposals.json`` says
+(selective search on the image resized to the export's size).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ def run(args) -> int:
     import tensorflow as tf
 
     from serving.export import read_class_names
+    from serving.loader import input_specs
+    from serving.proposal_export import read_proposal_spec
     from tasks.commands.predict import load_export_or_fail, read_images
     from tasks.detection_drawing import draw_detections, tile, write_png
     from tasks.errors import UserError
@@ -36,9 +44,13 @@ def run(args) -> int:
     if missing:
         raise UserError(f"export {path} is not a detector (no {', '.join(missing)}); give a detection export")
     names = read_class_names(path)
+    spec = read_proposal_spec(path) if "proposals" in input_specs(fn) else None
+    if "proposals" in input_specs(fn) and not spec:
+        raise UserError(f"export {path} takes proposals but has no assets/proposals.json; re-export it")
     pictures = []
     for file, data in zip(args.images, images, strict=False):
-        out = {k: v.numpy()[0] for k, v in fn(image_bytes=tf.constant([data])).items()}
+        extra = {"proposals": tf.constant(proposals_for(data, spec)[None])} if spec else {}
+        out = {k: v.numpy()[0] for k, v in fn(image_bytes=tf.constant([data]), **extra).items()}
         n = int(out["num_detections"])
         keep = out["detection_scores"][:n] >= args.min_score
         boxes, scores = out["detection_boxes"][:n][keep], out["detection_scores"][:n][keep]
@@ -57,3 +69,18 @@ def run(args) -> int:
         raise UserError(f"output {args.output}: {err}; give a writable .png path") from None
     print(f"wrote {written}")
     return 0
+
+
+def proposals_for(data: bytes, spec: dict):
+    """Region proposals of one encoded image as an export's ``proposals.json`` asks: ``[P, 4]`` float32."""
+    import tensorflow as tf
+
+    from serving.export import resize_images
+    from tasks.errors import UserError
+    from tasks.two_stage import padded_proposals
+
+    if spec.get("method") != "selective_search":
+        raise UserError(f"export asks for {spec.get('method')!r} proposals; this convforge computes selective_search")
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = resize_images(image[None], tuple(spec["image_size"]))[0].numpy()
+    return padded_proposals(image, int(spec["max_proposals"]))
