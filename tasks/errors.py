@@ -11,9 +11,19 @@ class UserError(Exception):
 
 
 def quote(value, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters (an error line quotes what it got, never all of it)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"
+    """``repr(value)`` cut to about ``limit`` characters: an error line quotes what it got, never all of it.
+
+    Built with ``reprlib`` (a few items per level, a few levels), so even a huge
+    or alias-expanded value costs microseconds."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple, short.maxset = 3, 6, 6, 6, 6
+    short.maxstring = short.maxother = short.maxlong = limit
+    text = short.repr(value)
+    if isinstance(value, str) and len(value) > limit:
+        text += f" ({len(value):,} chars)"
+    return text if len(text) <= limit + 20 else text[:limit] + "..."
 
 
 def first_line(err: BaseException, limit: int = 200) -> str:

@@ -6,7 +6,10 @@ ill-typed values are refused with one line naming the key. ``--set a.b=v``
 overrides any field (``v`` is parsed as YAML: ``--set train.epochs=3``).
 
 Free-form mappings (``model.options`` and any key whose default is ``{}``) take
-any keys; a default of ``None`` accepts any type.
+any keys; a default of ``None`` accepts any type. Every value is bounded in
+size and depth (YAML alias bombs are refused at once) and every known value is
+range-checked before anything runs (``tasks.recipe_limits``); error lines
+quote at most a few dozen characters of what they received.
 
 Example:
     >>> recipe = load_recipe("tasks/recipes/fashion_mnist_lenet5.yaml", ["train.epochs=1"])
@@ -23,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from tasks.errors import UserError
+from tasks.errors import UserError, quote
+from tasks.recipe_limits import MAX_RECIPE_BYTES, check_ranges, check_size
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -82,19 +86,19 @@ def schema_for(task_name: str) -> dict:
 def validate(values: dict, schema: dict, prefix: str = "") -> dict:
     """Check ``values`` against ``schema`` and return ``schema`` updated by them."""
     if not isinstance(values, dict):
-        raise UserError(f"recipe section {prefix.rstrip('.') or '<root>'} must be a mapping; received {values!r}")
+        raise UserError(f"recipe section {prefix.rstrip('.') or '<root>'} must be a mapping; received {quote(values)}")
     out = copy.deepcopy(schema)
     for key, value in values.items():
         name = f"{prefix}{key}"
         if key not in schema:
             known = ", ".join(sorted(schema))
-            raise UserError(f"unknown recipe key {name!r}; known keys here: {known}")
+            raise UserError(f"unknown recipe key {quote(name)}; known keys here: {known}")
         default = schema[key]
         if isinstance(default, dict) and default:
             out[key] = validate(value, default, name + ".")
         elif isinstance(default, dict):
             if not isinstance(value, dict):
-                raise UserError(f"recipe key {name!r} must be a mapping; received {value!r}")
+                raise UserError(f"recipe key {name!r} must be a mapping; received {quote(value)}")
             out[key] = copy.deepcopy(value)
         else:
             out[key] = _check_type(name, value, default)
@@ -117,7 +121,7 @@ def _check_type(name: str, value: Any, default: Any) -> Any:
         ok = isinstance(value, type(default))
     if not ok:
         raise UserError(
-            f"recipe key {name!r} must be {type(default).__name__}; received {value!r} ({type(value).__name__})"
+            f"recipe key {name!r} must be {type(default).__name__}; received {quote(value)} ({type(value).__name__})"
         )
     return value
 
@@ -127,16 +131,25 @@ def parse_overrides(pairs: Iterable[str]) -> dict:
     out: dict = {}
     for pair in pairs:
         if "=" not in pair:
-            raise UserError(f"--set {pair!r} must look like key=value (e.g. train.epochs=3)")
+            raise UserError(f"--set {quote(pair)} must look like key=value (e.g. train.epochs=3)")
         key, raw = pair.split("=", 1)
+        if len(raw) > MAX_RECIPE_BYTES:
+            raise UserError(f"--set {quote(key)}: the value is {len(raw):,} characters; at most {MAX_RECIPE_BYTES:,}")
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4,300 digits
             value = raw
+        check_size(value, key.strip())
         node = out
         parts = key.strip().split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {quote(pair)} sets a key inside {'.'.join(parts[: i + 1])!r}, which another --set "
+                                "made a single value; give one or the other")
+        if isinstance(node.get(parts[-1]), dict) and not isinstance(value, dict):
+            raise UserError(f"--set {quote(pair)} replaces the section {key.strip()!r} that another --set fills; "
+                            "give one or the other")
         node[parts[-1]] = value
     return out
 
@@ -152,25 +165,33 @@ def resolve_path(name_or_path: str | Path) -> Path:
     raise UserError(f"recipe {str(name_or_path)!r} not found; give a YAML path or one of `convforge recipes`")
 
 
-def load_recipe(name_or_path: str | Path | dict, overrides: Iterable[str] = ()) -> dict:
-    """Read, override and validate a recipe; returns the fully resolved mapping."""
+def load_recipe(name_or_path: str | Path | dict, overrides: Iterable[str] = (), check_services: bool = True) -> dict:
+    """Read, override and validate a recipe (sizes, types, ranges); returns the fully resolved mapping.
+
+    ``check_services``: also check that a ``data.service`` dispatcher answers
+    (off where the recipe is only read for its data, e.g. ``evaluate``)."""
     if isinstance(name_or_path, dict):
         raw = copy.deepcopy(name_or_path)
     else:
         path = resolve_path(name_or_path)
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise UserError(f"recipe {path} is {path.stat().st_size:,} bytes; a recipe is at most {MAX_RECIPE_BYTES:,}")
         try:
             raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        except (yaml.YAMLError, ValueError) as err:
+            raise UserError(f"recipe {path} is not valid YAML: {str(err).splitlines()[0][:200]}") from None
         except (OSError, UnicodeDecodeError) as err:
             raise UserError(f"recipe {path} cannot be read: {err}") from None
         if not isinstance(raw, dict):
             raise UserError(f"recipe {path} must be a YAML mapping at the top level")
+    check_size(raw, "recipe")
     raw = merge(raw, parse_overrides(overrides))
     task_name = raw.get("task", BASE_SCHEMA["task"])
     if not isinstance(task_name, str):
-        raise UserError(f"recipe key 'task' must be a task name; received {task_name!r}")
-    return validate(raw, schema_for(task_name))
+        raise UserError(f"recipe key 'task' must be a task name; received {quote(task_name)}")
+    recipe = validate(raw, schema_for(task_name))
+    check_ranges(recipe, services=check_services)
+    return recipe
 
 
 def flatten(recipe: dict, prefix: str = "") -> dict[str, Any]:

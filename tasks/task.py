@@ -22,7 +22,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tasks.errors import UserError
+from tasks.errors import UserError, quote
 
 _TASKS: dict[str, type[Task]] = {}
 RECIPE_ASSET = "recipe.yaml"  # the resolved recipe, logged to MLflow and shipped in exports
@@ -95,7 +95,8 @@ class Task:
         except KeyError as err:
             raise UserError(str(err).strip("\"'")) from None
         except (TypeError, ValueError) as err:
-            raise UserError(f"model {spec['name']!r} with options {spec['options']} on input {inputs.input_shape}: {err}") from None
+            raise UserError(f"model {quote(spec['name'])} with options {quote(spec['options'])} on input {inputs.input_shape}: "
+                            f"{str(err)[:200]}") from None
 
     def inference_model(self, model: keras.Model) -> keras.Model:
         """The model that is evaluated, logged and served (training-only outputs dropped)."""

@@ -44,7 +44,7 @@ def run(args) -> int:
 
         logged = load_run(args.source, args.workdir)
         raw = logged.recipe
-    recipe = load_recipe(raw, args.overrides)
+    recipe = load_recipe(raw, args.overrides, check_services=False)
     data = recipe["data"]
     try:
         splits = load_splits(data["dataset"], recipe["seed"], data["val_fraction"], data.get("test_fraction", 0.1),
