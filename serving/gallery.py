@@ -8,6 +8,14 @@ crop (PNG) so ``reencode`` can rebuild every encoding when the encoder changes.
 A gallery holds encodings of ONE encoder version: enrolling or identifying
 with another one is refused (distances between two encoders mean nothing).
 
+Hostile files and names: a zero-byte or non-SQLite file is refused at open
+(never silently a new gallery); a damaged database (a corrupted page) raises
+``GalleryDamaged`` with one line and the way to recover, from any method;
+names are at most ``MAX_NAME_CHARS`` characters without control characters
+(newlines, ANSI escapes), and ``display_name`` makes older ones safe to print.
+``owners`` tells which persons already hold a photo, so enrolling the same
+photo under another name can be warned about.
+
 Concurrency: the database runs in WAL mode (readers never block the writer)
 and every change is one ``BEGIN IMMEDIATE`` transaction with a busy timeout,
 so several processes can enrol at once and nothing is lost.
@@ -35,6 +43,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from serving.gallery_safety import (
+    MAX_NAME_CHARS,
+    GalleryDamaged,
+    check_file,
+    check_name,
+    damaged,
+    display_name,
+    guarded,
+)
+
+__all__ = ["MAX_NAME_CHARS", "EncoderMismatch", "Gallery", "GalleryDamaged", "Match", "best_inner_product", "check_name",
+           "display_name"]
 
 DEFAULT_PATH = "faces.db"
 FETCH_ROWS = 8192  # rows read from SQLite at a time (bounds the transient copies)
@@ -86,9 +107,14 @@ class Gallery:
         self.path = Path(path)
         self.index_kind = index
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_file(self.path)
         self._db = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise damaged(self.path, err) from None
         self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a crash never corrupts; commits skip fsync
         self._db.execute("PRAGMA foreign_keys = ON")
         with self._write():
@@ -98,23 +124,28 @@ class Gallery:
 
     # -- reading --------------------------------------------------------------
     @property
+    @guarded
     def encoder_version(self) -> str | None:
         """The version of the encoder that made every stored encoding (None while empty)."""
         return self._meta("encoder_version")
 
     @property
+    @guarded
     def generation(self) -> int:
         """A counter bumped by every change (cached search matrices compare it)."""
         return int(self._meta("generation") or 0)
 
+    @guarded
     def meta(self, key: str) -> str | None:
         """A free-form setting stored with the gallery (e.g. the encoder export it was made with)."""
         return self._meta(key)
 
+    @guarded
     def set_meta(self, key: str, value: str) -> None:
         with self._write():
             self._set_meta(key, value)
 
+    @guarded
     def persons(self) -> list[tuple[str, int]]:
         """(name, number of encodings) of every enrolled person, by name."""
         return self._db.execute(
@@ -124,9 +155,11 @@ class Gallery:
     def _empty(self) -> bool:
         return self._db.execute("SELECT NOT EXISTS (SELECT 1 FROM encodings)").fetchone()[0] == 1
 
+    @guarded
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM encodings").fetchone()[0]
 
+    @guarded
     def check_encoder(self, encoder_version: str) -> None:
         """Raise ``EncoderMismatch`` unless the gallery is empty or encoded by ``encoder_version``."""
         stored = self.encoder_version
@@ -137,6 +170,7 @@ class Gallery:
             )
 
     # -- changing -------------------------------------------------------------
+    @guarded
     def enrol(
         self,
         name: str,
@@ -155,8 +189,7 @@ class Gallery:
             raise ValueError(f"{len(e)} embeddings but {len(image_hashes)} image hashes")
         crops = list(crops) if crops is not None else [None] * len(e)
         sources = list(sources) if sources is not None else [None] * len(e)
-        if not name or not name.strip():
-            raise ValueError("a person's name must not be empty")
+        check_name(name)
         with self._write():
             self.check_encoder(encoder_version)
             dim = self._meta("dim")
@@ -175,6 +208,18 @@ class Gallery:
             self._bump()
         return added
 
+    @guarded
+    @guarded
+    def owners(self, image_hashes: Sequence[str]) -> dict[str, list[str]]:
+        """Image hash -> names of the persons already enrolled with that image (hashes not enrolled are left out)."""
+        out: dict[str, list[str]] = {}
+        for h in dict.fromkeys(image_hashes):
+            rows = self._db.execute("SELECT p.name FROM encodings e JOIN persons p ON p.id = e.person_id "
+                                    "WHERE e.image_sha256 = ? ORDER BY p.name", (h,)).fetchall()
+            if rows:
+                out[h] = [r[0] for r in rows]
+        return out
+
     def remove(self, name: str) -> int:
         """Remove person ``name`` and their encodings; returns the number of encodings removed."""
         with self._write():
@@ -186,6 +231,7 @@ class Gallery:
             self._bump()
         return n
 
+    @guarded
     def reencode(self, encode: Callable[[list[bytes]], np.ndarray], encoder_version: str, batch: int = 256) -> int:
         """Rebuild every encoding from its stored crop with ``encode(png_crops) -> [M, D]``.
 
@@ -209,6 +255,7 @@ class Gallery:
         return len(rows)
 
     # -- searching ------------------------------------------------------------
+    @guarded
     def identify(self, queries: np.ndarray, threshold: float, encoder_version: str) -> list[Match]:
         """The closest person for each query ``[Q, D]``, or ``Match(None, d)`` when d > ``threshold``."""
         self.check_encoder(encoder_version)
@@ -223,6 +270,7 @@ class Gallery:
             out.append(Match(index.names[index.person_of_row[r]] if d <= threshold else None, d))
         return out
 
+    @guarded
     def verify(self, query: np.ndarray, name: str, threshold: float, encoder_version: str) -> Match:
         """Is ``query`` ``[D]`` person ``name``? Match(name, d) if d <= threshold, else Match(None, d)."""
         self.check_encoder(encoder_version)

@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
             a.add_argument("--model", help="exported encoder (<dir>/<name> or <dir>/<name>/<version>); "
                                            "default: the one the gallery was built with")
             a.add_argument("--min-confidence", type=float, default=0.9, help="MTCNN face confidence (default 0.9)")
-        a.set_defaults(func=func)
+        a.set_defaults(func=_damaged_gallery_is_one_line(func))
         return a
 
     a = action("enrol", "add a person from one or more photos (one face each)", enrol)
@@ -70,11 +70,13 @@ def add_parser(sub) -> None:
 def _gallery(args, index: str = "numpy"):
     import sqlite3
 
-    from serving.gallery import Gallery
+    from serving.gallery import Gallery, GalleryDamaged
     from tasks.errors import UserError
 
     try:
         return Gallery(args.gallery, index=index)
+    except GalleryDamaged as err:
+        raise UserError(str(err)) from None
     except (sqlite3.Error, OSError) as err:
         raise UserError(f"gallery {args.gallery} cannot be opened ({err}); give a writable SQLite file with --gallery") from None
 
@@ -131,8 +133,13 @@ def enrol(args) -> int:
     import numpy as np
 
     from pipelines.face_crops import file_sha256
-    from tasks.errors import UserError
+    from serving.gallery import check_name, display_name
+    from tasks.errors import UserError, quote
 
+    try:
+        check_name(args.name)
+    except ValueError as err:
+        raise UserError(f"cannot enrol {quote(args.name)}: {err}") from None
     gallery = _gallery(args)
     encoder = _encoder(args, gallery)
     _check(gallery, encoder)
@@ -142,12 +149,17 @@ def enrol(args) -> int:
         if len(faces) > 1:
             print(f"{path}: {len(faces)} faces; enrolling the most confident ({faces[0].confidence:.3f})")
         crops.append(found[0])
+    hashes = [file_sha256(p) for p in args.images]
+    for path, h in zip(args.images, hashes, strict=True):  # the same photo under two names is allowed, not silent
+        others = [n for n in gallery.owners([h]).get(h, []) if n != args.name]
+        if others:
+            print(f"warning: {path} is already enrolled as {', '.join(map(display_name, others))}", file=sys.stderr)
     embeddings = encoder.encode(np.stack(crops))
     try:
-        added = gallery.enrol(args.name, embeddings, [file_sha256(p) for p in args.images], encoder.version,
+        added = gallery.enrol(args.name, embeddings, hashes, encoder.version,
                               crops=[_png(c) for c in crops], sources=[str(Path(p).resolve()) for p in args.images])
     except ValueError as err:
-        raise UserError(f"cannot enrol {args.name!r}: {err}") from None
+        raise UserError(f"cannot enrol {quote(args.name)}: {err}") from None
     if gallery.meta("model_path") != str(encoder.path.parent):
         gallery.set_meta("model_path", str(encoder.path.parent))
     total = dict(gallery.persons())[args.name]
@@ -175,6 +187,7 @@ def verify(args) -> int:
 def identify(args) -> int:
     import numpy as np
 
+    from serving.gallery import display_name
     from tasks.errors import UserError
 
     gallery = _gallery(args, args.index)
@@ -193,7 +206,7 @@ def identify(args) -> int:
     if found:  # every face of every photo in one encoder call and one gallery scan
         matches = gallery.identify(encoder.encode(np.stack([c for *_, c in found])), threshold, encoder.version)
         for (path, i, face, _), match in zip(found, matches, strict=True):
-            who = match.name or "not recognised"
+            who = display_name(match.name)
             print(f"{path} face {i} at {list(face.box)}: {who} (distance {match.distance:.3f}, threshold {threshold:.3f})")
     return 2 if failed else 0
 
@@ -211,11 +224,13 @@ def remove(args) -> int:
 
 
 def list_persons(args) -> int:
+    from serving.gallery import display_name
+
     gallery = _gallery(args)
     persons = gallery.persons()
     print(f"{len(persons)} person(s) in {args.gallery}, encoder {gallery.encoder_version or '-'}")
     for name, count in persons:
-        print(f"  {name}: {count} encoding(s)")
+        print(f"  {display_name(name)}: {count} encoding(s)")
     return 0
 
 
@@ -233,6 +248,21 @@ def reencode(args) -> int:
     gallery.set_meta("model_path", str(encoder.path.parent))
     print(f"re-encoded {n} encoding(s) with encoder {encoder.version}")
     return 0
+
+
+def _damaged_gallery_is_one_line(func):
+    """Run an action; a gallery found damaged mid-way (a corrupted page) is one `error:` line, not a traceback."""
+
+    def run(args):
+        from serving.gallery import GalleryDamaged
+        from tasks.errors import UserError
+
+        try:
+            return func(args)
+        except GalleryDamaged as err:
+            raise UserError(str(err)) from None
+
+    return run
 
 
 def crop_folder(args) -> int:
