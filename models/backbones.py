@@ -62,6 +62,7 @@ class AppSpec:
     blocks_end_at: bool = False  # the pattern marks the LAST layer of a block (Inception's "mixedN")
     min_size: int = 32
     cache_file: str = ""  # the notop file keras caches in ~/.keras/models
+    native_size: int = 224  # the side the ImageNet weights were trained at
 
 
 def _caffe(name):  # RGB -> BGR minus the ImageNet mean (VGG16, ResNet50)
@@ -75,7 +76,7 @@ def _tf_mode(name):  # [-1, 1] (InceptionV3)
 APPLICATIONS = {
     "VGG16": AppSpec("VGG16", _caffe, r"^(block\d+)_", cache_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     "ResNet50": AppSpec("ResNet50", _caffe, r"^(conv\d_block\d+)_", cache_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "InceptionV3": AppSpec("InceptionV3", _tf_mode, r"^(mixed\d+)$", blocks_end_at=True, min_size=75,
+    "InceptionV3": AppSpec("InceptionV3", _tf_mode, r"^(mixed\d+)$", blocks_end_at=True, min_size=75, native_size=299,
                            cache_file="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
     "MobileNetV3Small": AppSpec("MobileNetV3Small", None, r"^(expanded_conv(?:_\d+)?)_",
                                 cache_file="weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
@@ -89,6 +90,13 @@ PRETRAINED_RGB = (*APPLICATIONS, "efficientnet_lite0")
 def backbone_names() -> list[str]:
     """Every accepted backbone name (keras.applications, Lite0, the project's registry)."""
     return [*APPLICATIONS, "efficientnet_lite0", *(n for n in registered_names() if n != "transfer_classifier")]
+
+
+def native_input_size(name: str) -> int | None:
+    """The image side a pretrained backbone was trained at (224; 299 for InceptionV3); None for the project's nets."""
+    if name in APPLICATIONS:
+        return APPLICATIONS[name].native_size
+    return 224 if name == "efficientnet_lite0" else None
 
 
 def check_imagenet_reachable(what: str, cache_file: str = "") -> None:

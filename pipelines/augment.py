@@ -49,6 +49,7 @@ from typing import Any
 import tensorflow as tf
 
 from pipelines import geometry
+from pipelines.augment_names import ALIASES  # noqa: F401 - part of this module's interface
 from pipelines.flip_pairs import FlipPairs
 from pipelines.pca_colour import PcaColour
 
@@ -150,7 +151,6 @@ TRANSFORMS: dict[str, Spec] = {
     "colour_shift": Spec("colour", {"p": 1.0, "shift": 20.0}, _colour_shift),
     "pca_colour": Spec("colour", {"p": 1.0, "std": 0.1}, _pca_colour),
 }
-ALIASES = {"color_shift": "colour_shift", "pca_color": "pca_colour", "flip": "mirror", "rotation": "rotate"}
 
 
 def _check_option(where: str, key: str, value: Any, default: Any) -> Any:

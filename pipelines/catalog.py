@@ -127,6 +127,16 @@ CATALOG: dict[str, tuple[str, Callable[[], ArrayDataset], Callable[[], bool]]] =
 }
 
 
+DATASET_FORMS = (
+    ("folder:PATH", "classification", "images in PATH/<class>/ (Keras image_dataset_from_directory layout)"),
+    ("csv:PATH", "classification", "a manifest with the header path,label (paths relative to the CSV)"),
+    ("scenes:NAME", "detection", "labelled scenes made here: catalog objects pasted on real photos (e.g. scenes:fashion_mnist)"),
+    ("voc:DIR", "detection", "Pascal VOC: DIR/Annotations/*.xml beside DIR/JPEGImages/"),
+    ("coco:FILE.json", "detection", "COCO instances JSON; images in images/ beside the file"),
+    ("yolo:DIR", "detection", "YOLO txt labels: DIR/images/ + DIR/labels/ (+ classes.txt)"),
+)
+
+
 def names() -> list[str]:
     return sorted(CATALOG)
 

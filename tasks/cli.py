@@ -36,6 +36,7 @@ def quiet_tensorflow_import() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+        tf.get_logger().setLevel("ERROR")  # retracing and deprecation notices are not the user's to act on
     finally:
         os.dup2(saved, 2)
         os.close(saved)
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet_tensorflow_import()
+    if getattr(args, "needs_tensorflow", True):  # listings answer at once without it
+        quiet_tensorflow_import()
     for name in ("mlflow", "alembic"):  # when mlflow was imported before the env default applied
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
@@ -75,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `convforge recipes | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return int(code or 0)
 
 

@@ -47,7 +47,7 @@ from tasks import plots
 from tasks.detection_drawing import draw_detections, tile, write_png
 from tasks.errors import UserError
 from tasks.metrics_map import detection_metrics
-from tasks.task import RECIPE_ASSET, Inputs, Task, register_task
+from tasks.task import RECIPE_ASSET, Inputs, Task, progress_verbosity, register_task
 
 ANCHORS_ASSET = "anchors.json"
 SCENE_DEFAULTS = {
@@ -130,7 +130,7 @@ def fit_scenes(model: keras.Model, inputs: Inputs, callbacks: list, recipe: dict
     if steps is None and fresh:
         steps = -(-recipe["scenes"]["train"] // train["batch_size"])
     return model.fit(inputs.train, validation_data=inputs.val, epochs=train["epochs"], steps_per_epoch=steps,
-                     callbacks=callbacks, verbose=1)
+                     callbacks=callbacks, verbose=progress_verbosity())
 
 
 def scenes_fingerprint(*parts: Scenes) -> str:

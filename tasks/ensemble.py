@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def ensemble_model(members: list[keras.Model], name: str = "ensemble") -> keras.
 
 @dataclass
 class EnsembleResult:
+    """What ``evaluate_runs`` measured.
+
+    ``metrics``/``member_metrics`` are at the requested mode (``test_*``);
+    when that mode is a multi-crop one, the same images at one crop are added
+    with the prefix ``test_single_``, so one call compares 1 crop and N crops.
+    """
+
     run_id: str | None
     metrics: dict[str, float]
     member_metrics: list[dict[str, float]]
@@ -59,12 +67,25 @@ class EnsembleResult:
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
+    def table(self, mode: str) -> list[tuple[str, float, float | None]]:
+        """Rows ``(model, accuracy at 1 crop, accuracy at mode or None)``: each member, then the ensemble."""
+        multi = mode not in ("single",)
+        key = "test_single_accuracy" if multi else "test_accuracy"
+        rows = [(f"member {i} (run {r[:8]})", m[key], m["test_accuracy"] if multi else None)
+                for i, (r, m) in enumerate(zip(self.run_ids, self.member_metrics, strict=True), start=1)]
+        rows.append((f"ensemble of {len(self.run_ids)}", self.metrics[key], self.metrics["test_accuracy"] if multi else None))
+        return rows
+
 
 def evaluate_runs(run_ids: list[str], mode: str = "single", overrides: list[str] | tuple = (), workdir: str | Path = ".",
                   crop_fraction: float = 0.875, log: bool = True) -> EnsembleResult:
-    """Evaluate the runs and their probability average on the first run's test split; log one MLflow run."""
+    """Evaluate the runs and their probability average on the first run's test split; log one MLflow run.
+
+    With a multi-crop ``mode`` the single-crop numbers come too (``test_single_*``).
+    The MLflow run is nested under the caller's active run, if there is one.
+    """
     from pipelines.splits import batch, load_splits
-    from tasks.classification import classification_metrics
+    from tasks.classification import classification_metrics, collect_predictions
     from tasks.multicrop import MODES, collect_multicrop
     from tasks.recipe import load_recipe
     from tasks.runs import load_run
@@ -87,28 +108,38 @@ def evaluate_runs(run_ids: list[str], mode: str = "single", overrides: list[str]
     except (KeyError, FileNotFoundError, ValueError) as err:
         raise UserError(f"data.dataset {data['dataset']!r}: {err}") from None
     test = batch(splits.test, 256)
-    member_metrics, member_probs, labels = [], [], None
+    modes = ["single"] if mode == "single" else ["single", mode]
+    probs = {m: [] for m in modes}
+    labels = None
     for i, run in enumerate(logged, start=1):
-        print(f"member {i}/{len(logged)}: run {run.run_id} ({mode})", flush=True)
-        labels, probs = collect_multicrop(run.model, test, mode, crop_fraction)
-        member_probs.append(probs)
-        member_metrics.append(classification_metrics(labels, probs))
-    mean = np.mean(member_probs, axis=0)
-    metrics = classification_metrics(labels, mean)
+        print(f"member {i}/{len(logged)}: run {run.run_id} ({' + '.join(modes)})", flush=True)
+        for m in modes:
+            labels, p = collect_predictions(run.model, test) if m == "single" else collect_multicrop(run.model, test, m, crop_fraction)
+            probs[m].append(p)
+
+    member_metrics = [{} for _ in logged]
+    metrics: dict[str, float] = {}
+    for m in modes:
+        prefix = "test_" if m == mode else "test_single_"
+        for i, p in enumerate(probs[m]):
+            member_metrics[i].update(classification_metrics(labels, p, prefix))
+        metrics.update(classification_metrics(labels, np.mean(probs[m], axis=0), prefix))
     best = max(m["test_accuracy"] for m in member_metrics)
     metrics["best_member_test_accuracy"] = best
     metrics["gain_over_best_member"] = metrics["test_accuracy"] - best
     model = ensemble_model([run.model for run in logged])
     result = EnsembleResult(None, metrics, member_metrics, model, recipe, first.class_names, list(run_ids),
-                            labels=labels, probabilities=mean)
+                            labels=labels, probabilities=np.mean(probs[mode], axis=0))
     if log:
         result.run_id = _log(result, run_ids, mode)
     return result
 
 
 def _log(result: EnsembleResult, run_ids: list[str], mode: str) -> str:
-    mlflow.set_experiment(result.recipe["mlflow"]["experiment"])
-    with mlflow.start_run(run_name=f"ensemble-{len(run_ids)}-{mode}") as run:
+    nested = mlflow.active_run() is not None
+    if not nested:
+        mlflow.set_experiment(result.recipe["mlflow"]["experiment"])
+    with mlflow.start_run(run_name=f"ensemble-{len(run_ids)}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}", nested=nested) as run:
         mlflow.log_params({"members": ",".join(run_ids), "ensemble.size": len(run_ids), "evaluation.mode": mode,
                            "data.dataset": result.recipe["data"]["dataset"]})
         mlflow.set_tags({"task": "ensemble", **{f"member{i}": r for i, r in enumerate(run_ids, start=1)}})

@@ -124,13 +124,32 @@ class Task:
         compile_model(model, optimizer=self.build_optimizer(self.batches_per_epoch(inputs)), loss=self.build_losses(),
                       metrics=self.build_metrics())
 
+    def fit_data(self, inputs: Inputs) -> dict[str, Any]:
+        """The data arguments of ``model.fit``: ``x``, ``steps_per_epoch``, ``validation_data``, ``validation_steps``.
+
+        A training epoch is ``batches_per_epoch`` steps. Where the training
+        dataset does not hold exactly that many batches (streamed files, whose
+        undecodable ones drop out; the tf.data service; ``train.steps_per_epoch``
+        larger or smaller than the split) it is repeated, so Keras never runs
+        out of data mid-epoch and never counts a step without a batch: the
+        schedule, the progress bar and the optimizer's step count agree. A
+        validation set of unknown length is repeated and read for
+        ceil(images / batch) steps per evaluation, one pass.
+        """
+        steps = self.batches_per_epoch(inputs)
+        train = inputs.train
+        if steps is not None and int(train.cardinality()) != steps:
+            train = train.repeat()
+        val, val_steps = inputs.val, None
+        n_val = (inputs.info.get("sizes") or {}).get("val")
+        if val is not None and int(val.cardinality()) < 0 and n_val:
+            val, val_steps = val.repeat(), -(-n_val // self.recipe["train"]["batch_size"])
+        return {"x": train, "steps_per_epoch": steps, "validation_data": val, "validation_steps": val_steps}
+
     def fit(self, model: keras.Model, inputs: Inputs, callbacks: list) -> keras.callbacks.History:
-        train = self.recipe["train"]
         return model.fit(
-            inputs.train,
-            validation_data=inputs.val,
-            epochs=train["epochs"],
-            steps_per_epoch=train["steps_per_epoch"],
+            **self.fit_data(inputs),
+            epochs=self.recipe["train"]["epochs"],
             callbacks=callbacks,
             shuffle=False,  # the tf.data pipeline shuffles
             verbose=progress_verbosity(),

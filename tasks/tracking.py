@@ -27,7 +27,12 @@ PENDING_FILE = "pending-mlflow.jsonl"
 
 
 def configure(workdir: str | Path = ".") -> str:
-    """Set the tracking URI (env var, else a SQLite file in ``workdir``) and return it."""
+    """Set the tracking URI (env var, else a SQLite file in ``workdir``) and return it.
+
+    MLflow's per-file download progress bars are turned off (unless the
+    environment asks for them): reading a model back printed one per artifact.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(workdir).resolve() / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     return uri

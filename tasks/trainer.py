@@ -115,12 +115,17 @@ def open_run(recipe: dict, state: Path) -> tuple[str, tracking.SafeLogger, str |
     """Start (or resume, if ``state`` holds a run id) the recipe's MLflow run.
 
     Returns ``(run_id, logger, resumed_run_id or None)``; the run id is stored
-    in ``state`` so a rerun after a crash continues the same run.
+    in ``state`` so a rerun after a crash continues the same run. An MLflow
+    run already active in the caller (``make demo``'s parent run) becomes its
+    parent: the run is started nested under it, in the parent's experiment.
     """
     run_id_file = state / RUN_ID_FILE
     resume_id = run_id_file.read_text().strip() if run_id_file.is_file() else None
-    mlflow.set_experiment(recipe["mlflow"]["experiment"])
-    run = mlflow.start_run(run_id=resume_id, run_name=None if resume_id else recipe["mlflow"]["run_name"])
+    parent = mlflow.active_run()
+    if parent is None:
+        mlflow.set_experiment(recipe["mlflow"]["experiment"])
+    run = mlflow.start_run(run_id=resume_id, run_name=None if resume_id else recipe["mlflow"]["run_name"],
+                           nested=parent is not None)
     run_id_file.write_text(run.info.run_id)
     return run.info.run_id, tracking.SafeLogger(state), resume_id
 

@@ -165,6 +165,26 @@ class TransferTask(ClassificationTask):
         "evaluation": {"mode": "single", "crop_fraction": 0.875, "export_multicrop": False},
     }
 
+    # -- data --------------------------------------------------------------------
+    def build_inputs(self) -> Inputs:
+        """As for classification; images from files default to the backbone's own input size, in RGB.
+
+        So ``convforge train transfer_folder --set data.dataset=folder:PATH`` needs
+        nothing else: class names come from the subfolders, the size from the
+        backbone (224 for EfficientNet-Lite0), channels 3. The resolved values
+        are written into the recipe, so MLflow logs what ran.
+        """
+        from models.backbones import native_input_size
+
+        data = self.recipe["data"]
+        if str(data["dataset"]).startswith(("folder:", "csv:")):
+            size = native_input_size(self.recipe["model"]["options"].get("backbone", "efficientnet_lite0"))
+            if data["image_size"] is None and size:
+                data["image_size"] = [size, size]
+            if data["channels"] is None:
+                data["channels"] = 3
+        return super().build_inputs()
+
     # -- model -------------------------------------------------------------------
     def build_model(self, inputs: Inputs) -> keras.Model:
         from models import build
@@ -232,10 +252,10 @@ class TransferTask(ClassificationTask):
                 if cached:
                     history = self._fit_head_cached(backbone, head, inputs, stage, cbs, f"transfer.stages[{i}]")
                 else:
-                    optimizer = make_optimizer(stage, self.batches_per_epoch(inputs), f"transfer.stages[{i}]")
+                    data = self.fit_data(inputs)
+                    optimizer = make_optimizer(stage, data["steps_per_epoch"], f"transfer.stages[{i}]")
                     compile_model(model, optimizer=optimizer, loss=self.build_losses(), metrics=self.build_metrics())
-                    history = model.fit(inputs.train, validation_data=inputs.val, epochs=stage["epochs"],
-                                        steps_per_epoch=self.recipe["train"]["steps_per_epoch"], callbacks=cbs,
+                    history = model.fit(**data, epochs=stage["epochs"], callbacks=cbs,
                                         shuffle=False, verbose=progress_verbosity())
                 if timer.seconds:
                     mlflow.log_metric("seconds_per_epoch", float(np.median(timer.seconds)))

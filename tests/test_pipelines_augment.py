@@ -194,3 +194,11 @@ def test_batched_datasets_get_per_image_draws_too():
     again = [b[0] for b in augment_batches(batches, [{"random_crop": {"padding": 4}}], seed=1).as_numpy_iterator()]
     assert all((a == b).all() for a, b in zip(out, again, strict=True))
     assert len({o.tobytes() for o in out[0]}) >= 8  # different windows inside one batch
+
+
+def test_the_light_list_of_augmentation_names_is_the_implemented_one():
+    from pipelines.augment import TRANSFORMS
+    from pipelines.augment_names import ALIASES, AUGMENTATIONS
+
+    assert list(AUGMENTATIONS) == list(TRANSFORMS)
+    assert set(ALIASES.values()) <= set(TRANSFORMS)

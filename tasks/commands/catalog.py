@@ -5,11 +5,13 @@ from __future__ import annotations
 
 def add_parser(sub) -> None:
     p = sub.add_parser("recipes", help="list the bundled recipes", description="List the bundled recipes (tasks/recipes/*.yaml).")
-    p.set_defaults(func=list_recipes)
+    p.set_defaults(func=list_recipes, needs_tensorflow=False)
     p = sub.add_parser("datasets", help="list the dataset catalog and what is available offline",
                        description="List the built-in datasets and whether each loads without network here. "
-                                   "Any folder (folder:PATH, one subfolder per class) or CSV manifest (csv:PATH) works too.")
-    p.set_defaults(func=list_datasets)
+                                   "Any folder (folder:PATH, one subfolder per class) or CSV manifest (csv:PATH) works too; "
+                                   "detection reads scenes:NAME, voc:DIR, coco:FILE.json and yolo:DIR. Also lists the "
+                                   "augmentation names a recipe's data.augment takes.")
+    p.set_defaults(func=list_datasets, needs_tensorflow=False)
 
 
 def list_recipes(args) -> int:
@@ -23,10 +25,12 @@ def list_recipes(args) -> int:
 
 
 def list_datasets(args) -> int:
-    from pipelines.catalog import describe
+    from pipelines.augment_names import AUGMENTATIONS
+    from pipelines.catalog import DATASET_FORMS, describe
 
     for name, description, offline in describe():
-        print(f"{name:<14} {'offline' if offline else 'download':<9} {description}")
-    print("folder:PATH    offline   images in PATH/<class>/ (Keras image_dataset_from_directory layout)")
-    print("csv:PATH       offline   a manifest with the header path,label (paths relative to the CSV)")
+        print(f"{name:<15} {'offline' if offline else 'download':<14} {description}")
+    for form, task, description in DATASET_FORMS:
+        print(f"{form:<15} {task:<14} {description}")
+    print(f"\ndata.augment takes: {', '.join(AUGMENTATIONS)}  (options: see pipelines/augment.py)")
     return 0

@@ -30,8 +30,7 @@ def run(args) -> int:
     if not 0.0 < args.crop_fraction <= 1.0:
         raise UserError(f"--crop-fraction must be in (0, 1]; received {args.crop_fraction}")
     result = evaluate_runs(args.run_ids, args.mode, args.overrides, args.workdir, args.crop_fraction)
-    for i, (run_id, m) in enumerate(zip(args.run_ids, result.member_metrics, strict=True), start=1):
-        print(f"member {i} {run_id}: test_accuracy {m['test_accuracy']:.4f}  test_loss {m['test_loss']:.4f}")
+    print(format_table(result.table(args.mode), args.mode))
     for key, value in sorted(result.metrics.items()):
         print(f"ensemble {key}: {value:.4f}")
     if args.export:
@@ -42,3 +41,12 @@ def run(args) -> int:
         print(f"export path: {result.export_path}")
     print(f"mlflow run id: {result.run_id}")
     return 0
+
+
+def format_table(rows: list[tuple[str, float, float | None]], mode: str) -> str:
+    """A Markdown table of test accuracy: one row per member and one for the ensemble."""
+    multi = any(r[2] is not None for r in rows)
+    lines = ["| model | 1 crop |" + (f" {mode} |" if multi else ""), "|---|---|" + ("---|" if multi else "")]
+    for name, single, crops in rows:
+        lines.append(f"| {name} | {single:.4f} |" + (f" {crops:.4f} |" if multi else ""))
+    return "\n".join(lines)

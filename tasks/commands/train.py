@@ -15,6 +15,27 @@ def add_parser(sub) -> None:
                    help="train with tf.distribute: multi-worker (the default; one process per TF_CONFIG task, "
                         "the chief tracks and exports) or mirrored (all devices of this host, through fit)")
     p.set_defaults(func=run)
+    plain = p.format_help
+    p.format_help = lambda: plain() + _names()  # the names need the model registry: built only for --help
+
+
+def _names() -> str:
+    """Model, augmentation and dataset names a recipe can use (for ``convforge train --help``)."""
+    import textwrap
+
+    from tasks.cli import quiet_tensorflow_import
+
+    quiet_tensorflow_import()  # the registry imports Keras
+    from models import names as model_names
+    from pipelines.augment_names import AUGMENTATIONS
+    from pipelines.catalog import DATASET_FORMS, names as catalog_names
+
+    def wrap(title: str, items) -> str:
+        return f"\n{title}:\n" + textwrap.fill(", ".join(items), 100, initial_indent="  ", subsequent_indent="  ") + "\n"
+
+    return (wrap("model.name", model_names()) + wrap("data.augment", AUGMENTATIONS)
+            + wrap("data.dataset", [*catalog_names(), *(form for form, _, _ in DATASET_FORMS)])
+            + "\nbundled recipes: convforge recipes; a recipe's fields: tasks/recipe.py\n")
 
 
 def run(args) -> int:
