@@ -34,6 +34,7 @@ import tensorflow as tf
 import yaml
 
 from models.fast_rcnn import detect_regions
+from models.nms import class_nms
 from models.region_proposals import selective_search
 from models.two_stage_training import OutputLoss, stage_names, two_stage_training_model
 from pipelines.decode import decode_image
@@ -159,7 +160,7 @@ class TwoStageDetectionTask(DetectionTask):
         with_proposals = self.needs_proposals
         cache: dict[bytes, np.ndarray] = {}  # fixed scenes come back every epoch: search each once
 
-        def proposals(image):
+        def search(image):
             if self._fresh():  # an endless stream never repeats a scene
                 return padded_proposals(image, p)
             key = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
@@ -167,6 +168,7 @@ class TwoStageDetectionTask(DetectionTask):
                 cache[key] = padded_proposals(image, p)
             return cache[key]
 
+        @tf.autograph.experimental.do_not_convert
         def example(e):
             n = tf.minimum(tf.shape(e["boxes"])[0], m)
             boxes = tf.pad(e["boxes"][:n], [[0, m - n], [0, 0]])
@@ -174,7 +176,7 @@ class TwoStageDetectionTask(DetectionTask):
             x = {"image": e["image"], "gt_boxes": tf.ensure_shape(boxes, [m, 4]),
                  "gt_classes": tf.ensure_shape(classes, [m])}
             if with_proposals:
-                rois = tf.numpy_function(proposals, [e["image"]], tf.float32)
+                rois = tf.numpy_function(search, [e["image"]], tf.float32)
                 x["proposals"] = tf.ensure_shape(rois, [p, 4])
             return x, {s: tf.zeros([]) for s in stages}
 
@@ -243,3 +245,31 @@ class TwoStageDetectionTask(DetectionTask):
                                              "max_proposals": int(det["max_proposals"])})
         return export_proposal_model(serve_with, net, root, name, inputs.input_shape[:2], 3, assets,
                                      decode=decode_image)
+
+
+def export_rcnn(classifier: keras.Model, root, name: str, class_names: list[str], image_size=(128, 128),
+                max_proposals: int = 300, score_threshold: float = 0.6, iou_threshold: float = 0.5,
+                max_detections: int = 50):
+    """Export an R-CNN (a warped-region classifier whose last class is background) like Fast R-CNN's:
+    images + selective-search proposals in; every proposal warped (``crop_and_resize``, as
+    ``models.region_proposals.warp_regions``), classified, then per-class NMS, inside the graph.
+
+    Example:
+        >>> export_rcnn(clf, "exports", "scenes_rcnn", class_names)   # convforge detect exports/scenes_rcnn x.png
+    """
+    size, k = int(classifier.input_shape[1]), len(class_names)
+
+    def serve(images, proposals):
+        n, p = tf.shape(proposals)[0], tf.shape(proposals)[1]
+        crops = tf.image.crop_and_resize(tf.cast(images, tf.float32), tf.reshape(proposals, [-1, 4]),
+                                         tf.repeat(tf.range(n), p), [size, size])
+        crops = tf.cast(tf.clip_by_value(tf.round(crops), 0, 255), tf.uint8)
+        probs = tf.reshape(tf.cast(classifier(crops, training=False), tf.float32), [n, p, k + 1])[..., :k]
+        area = (proposals[..., 2] - proposals[..., 0]) * (proposals[..., 3] - proposals[..., 1])
+        return class_nms(proposals, probs * tf.cast(area > 0, tf.float32)[..., None], score_threshold,
+                         iou_threshold, max_detections)
+
+    assets = {CLASS_NAMES_FILE: "\n".join(class_names) + "\n",
+              PROPOSALS_FILE: json.dumps({"method": "selective_search", "image_size": list(image_size),
+                                          "max_proposals": int(max_proposals)})}
+    return export_proposal_model(serve, classifier, root, name, image_size, 3, assets, decode=decode_image)

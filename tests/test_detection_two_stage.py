@@ -63,3 +63,31 @@ def test_two_stage_detector_trains_exports_and_detects(kind, mlflow_store, workd
     assert drawn is not None and drawn.shape[0] >= 384
     (workdir / "bad.png").write_text("not an image")
     assert main(["detect", str(result.export_path), str(workdir / "bad.png")]) == 2
+
+
+def test_rcnn_export_equals_rcnn_detect_on_real_scenes(workdir):
+    import keras
+
+    from models import build
+    from models.region_proposals import rcnn_detect, selective_search
+    from tasks.two_stage import export_rcnn
+
+    keras.utils.set_random_seed(3)
+    clf = build("window_classifier", (32, 32, 3), 11, width=8, dense=16)
+    data = load_arrays("digits")
+    scenes = make_scenes(data.x_test, data.y_test, background_photos(), 2, seed=5, image_size=(128, 128))
+    path = export_rcnn(clf, workdir / "exports", "scenes_rcnn", data.class_names, max_proposals=300,
+                       score_threshold=0.05, max_detections=20)
+    served = load_export(path).signatures["serving_default"]
+    proposals = np.stack([padded_proposals(im, 300) for im in scenes.images])
+    out = {k: v.numpy() for k, v in served(images=tf.constant(scenes.images), proposals=tf.constant(proposals)).items()}
+    for i, image in enumerate(scenes.images):
+        ref = rcnn_detect(clf, image, selective_search(image), 10, score_threshold=0.05, max_detections=20)
+        n = int(ref["num_detections"][0])
+        assert n > 0 and int(out["num_detections"][i]) == n
+        np.testing.assert_allclose(out["detection_boxes"][i, :n], ref["detection_boxes"][0, :n].numpy(), atol=1e-5)
+        np.testing.assert_allclose(out["detection_scores"][i, :n], ref["detection_scores"][0, :n].numpy(), atol=1e-5)
+    image = workdir / "scene.png"
+    cv2.imwrite(str(image), cv2.cvtColor(scenes.images[0], cv2.COLOR_RGB2BGR))
+    assert main(["detect", str(path), str(image), "-o", str(workdir / "out.png")]) == 0
+    assert cv2.imread(str(workdir / "out.png")) is not None
