@@ -4,7 +4,8 @@
 
 ``make bench`` runs each script with its defaults, except the ones in
 ``SHORT_ARGS`` (the detection benchmark trains YOLO 15 minutes instead of 60,
-into its own section); ``--full`` (``make bench-full``) runs those at their
+the two-stage benchmark each of its four detectors 3 minutes instead of 10,
+each into its own section); ``--full`` (``make bench-full``) runs those at their
 defaults too, as recorded for their goals.
 
 A script that fails or runs past its timeout is reported and its previous
@@ -25,7 +26,8 @@ sys.path.insert(0, str(HERE.parent))
 from benchmarks.machine import table, write_section  # noqa: E402
 
 SKIP = {"run_all.py", "machine.py", "__init__.py"}
-SHORT_ARGS = {"detection": ["--budget-min", "15", "--out", str(HERE / "results" / "detection_short.md")]}
+SHORT_ARGS = {"detection": ["--budget-min", "15", "--out", str(HERE / "results" / "detection_short.md")],
+              "two_stage": ["--budget-min", "3", "--out", str(HERE / "results" / "two_stage_short.md")]}
 HEADER = """# Benchmarks
 
 Every figure below was measured by a script in `benchmarks/` (the command is
