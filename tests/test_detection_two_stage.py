@@ -91,3 +91,11 @@ def test_rcnn_export_equals_rcnn_detect_on_real_scenes(workdir):
     cv2.imwrite(str(image), cv2.cvtColor(scenes.images[0], cv2.COLOR_RGB2BGR))
     assert main(["detect", str(path), str(image), "-o", str(workdir / "out.png")]) == 0
     assert cv2.imread(str(workdir / "out.png")) is not None
+
+
+def test_two_stage_task_refuses_a_one_stage_model_in_one_line():
+    from tasks.errors import UserError
+    from tasks.two_stage import TwoStageDetectionTask
+
+    with pytest.raises(UserError, match="model.name 'yolo'.*fast_rcnn or faster_rcnn"):
+        TwoStageDetectionTask(load_recipe("scenes_fast_rcnn", ["model.name=yolo"])).build_inputs()
