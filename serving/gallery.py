@@ -22,10 +22,14 @@ so several processes can enrol at once and nothing is lost.
 
 Search: the encodings are loaded once into one contiguous float32 matrix
 (reloaded only when another write bumped the gallery's generation) and
-scanned block by block with a matrix product. Embeddings have unit length, so
-||q - e||^2 = 2 - 2 q.e and the nearest encoding is the largest dot product;
-``index="faiss"`` hands the same matrix to a faiss ``IndexFlatIP`` (exact,
-same answers) instead.
+scanned block by block with a matrix product. The gallery's ``distance``
+is set by the encoder at enrol: ``squared_l2`` (unit-length embeddings, so
+||q - e||^2 = 2 - 2 q.e and the nearest encoding is the largest dot product)
+or ``euclidean`` (raw embeddings such as dlib's descriptors, threshold 0.6:
+each row is stored as [e, -||e||^2 / 2] and the query as [q, 1], whose dot
+product q.e - ||e||^2 / 2 is largest for the nearest e, and
+||q - e|| = sqrt(||q||^2 - 2 (that product))). ``index="faiss"`` hands the
+same matrix to a faiss ``IndexFlatIP`` (exact, same answers) instead.
 
 Example:
     >>> g = Gallery("faces.db")
@@ -54,10 +58,11 @@ from serving.gallery_safety import (
     guarded,
 )
 
-__all__ = ["MAX_NAME_CHARS", "EncoderMismatch", "Gallery", "GalleryDamaged", "Match", "best_inner_product", "check_name",
+__all__ = ["EUCLIDEAN", "MAX_NAME_CHARS", "SQUARED_L2", "EncoderMismatch", "Gallery", "GalleryDamaged", "Match", "best_inner_product", "check_name",
            "display_name"]
 
 DEFAULT_PATH = "faces.db"
+SQUARED_L2, EUCLIDEAN = "squared_l2", "euclidean"  # how encodings compare (see Search above)
 FETCH_ROWS = 8192  # rows read from SQLite at a time (bounds the transient copies)
 
 _SCHEMA = """
@@ -83,7 +88,7 @@ class EncoderMismatch(ValueError):
 
 @dataclass(frozen=True)
 class Match:
-    """The closest enrolled person (None: not recognised) and the squared distance to them."""
+    """The closest enrolled person (None: not recognised) and the distance to them (the gallery's ``distance``)."""
 
     name: str | None
     distance: float
@@ -128,6 +133,12 @@ class Gallery:
     def encoder_version(self) -> str | None:
         """The version of the encoder that made every stored encoding (None while empty)."""
         return self._meta("encoder_version")
+
+    @property
+    @guarded
+    def distance(self) -> str:
+        """How the stored encodings compare: ``squared_l2`` (unit length; the default) or ``euclidean``."""
+        return self._meta("distance") or SQUARED_L2
 
     @property
     @guarded
@@ -179,12 +190,14 @@ class Gallery:
         encoder_version: str,
         crops: Sequence[bytes | None] | None = None,
         sources: Sequence[str | None] | None = None,
+        distance: str = SQUARED_L2,
     ) -> int:
-        """Add encodings ``[M, D]`` (unit length) of person ``name``; returns how many were new.
+        """Add encodings ``[M, D]`` of person ``name``; returns how many were new.
 
-        An image already enrolled for ``name`` (same hash) is skipped.
+        ``distance``: how the encoder's embeddings compare (``squared_l2``: unit
+        length; ``euclidean``: raw). An image already enrolled for ``name`` (same hash) is skipped.
         """
-        e = _unit_rows(embeddings)
+        e = _rows(embeddings, distance)
         if len(e) != len(image_hashes):
             raise ValueError(f"{len(e)} embeddings but {len(image_hashes)} image hashes")
         crops = list(crops) if crops is not None else [None] * len(e)
@@ -195,6 +208,8 @@ class Gallery:
             dim = self._meta("dim")
             if dim is not None and int(dim) != e.shape[1] and not self._empty():
                 raise EncoderMismatch(f"gallery {self.path} stores {dim}-d encodings; received {e.shape[1]}-d")
+            if self.distance != distance and not self._empty():
+                raise EncoderMismatch(f"gallery {self.path} compares encodings by {self.distance}; received {distance} ones")
             self._db.execute("INSERT OR IGNORE INTO persons(name, enrolled_at) VALUES (?, ?)", (name, time.time()))
             person_id = self._db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()[0]
             before = self._db.total_changes
@@ -205,6 +220,7 @@ class Gallery:
             added = self._db.total_changes - before
             self._set_meta("encoder_version", encoder_version)
             self._set_meta("dim", e.shape[1])
+            self._set_meta("distance", distance)
             self._bump()
         return added
 
@@ -232,7 +248,8 @@ class Gallery:
         return n
 
     @guarded
-    def reencode(self, encode: Callable[[list[bytes]], np.ndarray], encoder_version: str, batch: int = 256) -> int:
+    def reencode(self, encode: Callable[[list[bytes]], np.ndarray], encoder_version: str, batch: int = 256,
+                 distance: str = SQUARED_L2) -> int:
         """Rebuild every encoding from its stored crop with ``encode(png_crops) -> [M, D]``.
 
         One transaction: readers see the old encodings until it commits.
@@ -244,13 +261,14 @@ class Gallery:
                 raise ValueError(f"{len(missing)} encodings have no stored crop (enrolled from embeddings only); enrol those images again")
             for start in range(0, len(rows), batch):
                 chunk = rows[start : start + batch]
-                e = _unit_rows(encode([crop for _, crop in chunk]))
+                e = _rows(encode([crop for _, crop in chunk]), distance)
                 self._db.executemany(
                     "UPDATE encodings SET embedding = ?, encoder_version = ? WHERE id = ?",
                     [(v.tobytes(), encoder_version, i) for v, (i, _) in zip(e, chunk, strict=True)],
                 )
                 self._set_meta("dim", e.shape[1])
             self._set_meta("encoder_version", encoder_version)
+            self._set_meta("distance", distance)
             self._bump()
         return len(rows)
 
@@ -259,14 +277,14 @@ class Gallery:
     def identify(self, queries: np.ndarray, threshold: float, encoder_version: str) -> list[Match]:
         """The closest person for each query ``[Q, D]``, or ``Match(None, d)`` when d > ``threshold``."""
         self.check_encoder(encoder_version)
-        q = _unit_rows(queries)
+        q = _rows(queries, self.distance)
         index = self._load()
         if not index.names:
             return [Match(None, float("inf")) for _ in q]
-        rows, scores = self._search(index, q)
+        rows, scores = self._search(index, _query_side(q, self.distance))
         out = []
-        for r, s in zip(rows, scores, strict=True):
-            d = max(0.0, 2.0 - 2.0 * float(s))
+        for r, s, qi in zip(rows, scores, q, strict=True):
+            d = _distance(float(s), qi, self.distance)
             out.append(Match(index.names[index.person_of_row[r]] if d <= threshold else None, d))
         return out
 
@@ -274,13 +292,13 @@ class Gallery:
     def verify(self, query: np.ndarray, name: str, threshold: float, encoder_version: str) -> Match:
         """Is ``query`` ``[D]`` person ``name``? Match(name, d) if d <= threshold, else Match(None, d)."""
         self.check_encoder(encoder_version)
-        q = _unit_rows(np.asarray(query).reshape(1, -1))[0]
+        q = _rows(np.asarray(query).reshape(1, -1), self.distance)[0]
         index = self._load()
         if name not in index.names:
             raise KeyError(name)
         rows = np.flatnonzero(index.person_of_row == index.names.index(name))
         vectors = index.matrix[rows] if index.matrix is not None else np.stack([index.faiss_index.reconstruct(int(r)) for r in rows])
-        d = max(0.0, 2.0 - 2.0 * float(np.max(vectors @ q)))
+        d = _distance(float(np.max(vectors @ _query_side(q[None], self.distance)[0])), q, self.distance)
         return Match(name if d <= threshold else None, d)
 
     def _search(self, index: _Index, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -311,6 +329,9 @@ class Gallery:
                 matrix[r : r + n] = np.frombuffer(b"".join(blob for _, blob in chunk), np.float32).reshape(n, dim)
                 owner[r : r + n] = [ids[pid] for pid, _ in chunk]
                 r += n
+        if self.distance == EUCLIDEAN:  # [e, -||e||^2 / 2]: the nearest e has the largest dot product with [q, 1]
+            matrix = np.concatenate([matrix, -0.5 * np.einsum("ij,ij->i", matrix, matrix)[:, None]], axis=1)
+            dim += 1
         faiss_index = None
         if self.index_kind == "faiss" and m:
             import faiss
@@ -366,6 +387,30 @@ class _Transaction:
     def __exit__(self, exc_type, exc, tb):
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         return False
+
+
+def _rows(embeddings: np.ndarray, distance: str) -> np.ndarray:
+    """Validated float32 rows ``[M, D]``: unit length for ``squared_l2``, finite for ``euclidean``."""
+    if distance not in (SQUARED_L2, EUCLIDEAN):
+        raise ValueError(f"unknown distance {distance!r}; choose {SQUARED_L2} or {EUCLIDEAN}")
+    if distance == SQUARED_L2:
+        return _unit_rows(embeddings)
+    e = np.ascontiguousarray(np.asarray(embeddings, np.float32))
+    if e.ndim != 2 or e.shape[1] == 0 or not np.all(np.isfinite(e)):
+        raise ValueError(f"embeddings must be finite [M, D]; received shape {e.shape}")
+    return e
+
+
+def _query_side(q: np.ndarray, distance: str) -> np.ndarray:
+    """Queries as the search matrix expects them: [q] (squared_l2) or [q, 1] (euclidean)."""
+    return q if distance == SQUARED_L2 else np.concatenate([q, np.ones((len(q), 1), np.float32)], axis=1)
+
+
+def _distance(score: float, q: np.ndarray, distance: str) -> float:
+    """The distance of a query to the row whose (augmented) dot product with it is ``score``."""
+    if distance == SQUARED_L2:
+        return max(0.0, 2.0 - 2.0 * score)
+    return float(np.sqrt(max(0.0, float(q @ q) - 2.0 * score)))
 
 
 def _unit_rows(embeddings: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:

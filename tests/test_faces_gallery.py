@@ -113,3 +113,27 @@ def test_faiss_index_gives_the_same_answers_as_numpy_search(tmp_path):
     np.testing.assert_allclose([m.distance for m in a], [m.distance for m in b], atol=1e-4)
     assert [m.name for m in a[:31]] == [f"p{i // 10}" for i in range(0, 3000, 97)]
     assert all(m.name is None for m in a[31:])  # random directions are far from everyone
+
+
+@pytest.mark.parametrize("index", ["numpy", "faiss"])
+def test_euclidean_gallery_of_raw_descriptors_answers_as_brute_force(tmp_path, index):
+    """dlib-style raw descriptors (norms ~0.9-1.6): nearest by plain Euclidean distance, threshold 0.6."""
+    rng = np.random.default_rng(5)
+    stored = rng.normal(scale=0.1, size=(300, 128)).astype(np.float32) * rng.uniform(0.8, 1.4, (300, 1)).astype(np.float32)
+    g = Gallery(tmp_path / "e.db", index=index)
+    for k in range(0, 300, 3):
+        g.enrol(f"p{k // 3}", stored[k : k + 3], [f"h{k + i}" for i in range(3)], "dlib@1", distance="euclidean")
+    assert g.distance == "euclidean"
+    queries = np.concatenate([stored[::7] + rng.normal(scale=0.02, size=(43, 128)).astype(np.float32),
+                              rng.normal(scale=0.1, size=(5, 128)).astype(np.float32) * 3])
+    d = np.linalg.norm(queries[:, None] - stored[None], axis=-1)
+    matches = g.identify(queries, 0.6, "dlib@1")
+    np.testing.assert_allclose([m.distance for m in matches], d.min(axis=1), rtol=1e-4, atol=1e-4)
+    expected = [f"p{i // 3}" if v <= 0.6 else None for i, v in zip(d.argmin(axis=1), d.min(axis=1), strict=True)]
+    assert [m.name for m in matches] == expected and expected[-1] is None  # far queries: not recognised
+    v = g.verify(queries[0], "p0", 0.6, "dlib@1")
+    assert v.name == "p0" and v.distance == pytest.approx(d[0, :3].min(), abs=1e-4)
+    with pytest.raises(EncoderMismatch, match="compares encodings by euclidean"):
+        g.enrol("unit", unit(rng, 1, 128), ["u"], "dlib@1")
+    with pytest.raises(ValueError, match="finite"):
+        g.enrol("nan", np.full((1, 128), np.nan, np.float32), ["n"], "dlib@1", distance="euclidean")

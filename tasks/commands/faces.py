@@ -1,16 +1,20 @@
-"""``convforge faces ...``: enrol, verify, identify, remove, list, reencode, crop.
+"""``convforge faces ...``: enrol, verify, identify, remove, list, reencode, export, crop.
 
-Photos go through MTCNN detection and alignment (``pipelines.face_crops``),
-the exported encoder (``serving.face_encoder``) and the SQLite gallery
-(``serving.gallery``, ``faces.db`` in the working folder by default). The
-gallery remembers the encoder export it was built with, so only the first
-``enrol`` needs ``--model``.
+Photos go through MTCNN detection and alignment, an encoder
+(``serving.face_encoder``) and the SQLite gallery (``serving.gallery``,
+``faces.db`` in the working folder by default). With no ``--model`` the
+encoder is dlib's pretrained face ResNet (``models.dlib_face_resnet``) on
+dlib's 150x150 chips (``tasks.face_alignment``): Euclidean distance,
+threshold 0.6. ``--model`` takes an exported encoder instead (a trained
+``faces`` recipe, or ``convforge faces export``). The gallery remembers the
+encoder it was built with and refuses another one.
 
-    convforge faces enrol ada ada1.jpg ada2.jpg --model exports/faces
-    convforge faces identify group.jpg            # every face: a name or "not recognised"
+    convforge faces enrol ada ada1.jpg ada2.jpg     # one face per photo
+    convforge faces identify group.jpg            # every face: a name or "not recognised", with its distance
     convforge faces verify door.jpg --as ada      # exit code 0 if it is ada, 1 if not
     convforge faces remove ada
     convforge faces reencode --model exports/faces_v2
+    convforge faces export                        # dlib's encoder as a TF Serving export
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ def add_parser(sub) -> None:
         a = actions.add_parser(name, help=help_text, description=help_text)
         a.add_argument("--gallery", default=DEFAULT_GALLERY, help=f"SQLite gallery file (default {DEFAULT_GALLERY})")
         if photos:
-            a.add_argument("--model", help="exported encoder (<dir>/<name> or <dir>/<name>/<version>); "
-                                           "default: the one the gallery was built with")
+            a.add_argument("--model", help="encoder: 'dlib' (dlib's pretrained face ResNet), a dlib .dat file, or an "
+                                           "exported encoder (<dir>/<name> or <dir>/<name>/<version>); "
+                                           "default: the one the gallery was built with, else dlib")
             a.add_argument("--min-confidence", type=float, default=0.9, help="MTCNN face confidence (default 0.9)")
         a.set_defaults(func=_damaged_gallery_is_one_line(func))
         return a
@@ -46,16 +51,21 @@ def add_parser(sub) -> None:
     a = action("verify", "is the face in IMAGE the enrolled person NAME? (exit code 0 yes, 1 no)", verify)
     a.add_argument("image")
     a.add_argument("--as", dest="name", required=True, help="the enrolled name to check against")
-    a.add_argument("--threshold", type=float, help="squared-distance threshold (default: the encoder's)")
+    a.add_argument("--threshold", type=float, help="distance threshold (default: the encoder's; dlib's: 0.6 Euclidean)")
     a = action("identify", "name every face in the photos, or say 'not recognised'", identify)
     a.add_argument("images", nargs="+")
-    a.add_argument("--threshold", type=float, help="squared-distance threshold (default: the encoder's)")
+    a.add_argument("--threshold", type=float, help="distance threshold (default: the encoder's; dlib's: 0.6 Euclidean)")
     a.add_argument("--index", choices=["numpy", "faiss"], default="numpy", help="search engine (same answers)")
     a = action("remove", "remove a person and their encodings", remove, photos=False)
     a.add_argument("name")
     action("list", "enrolled persons and their number of encodings", list_persons, photos=False)
     a = action("reencode", "rebuild every encoding with another encoder (from the stored crops)", reencode, photos=False)
-    a.add_argument("--model", required=True, help="the new exported encoder")
+    a.add_argument("--model", required=True, help="the new encoder: 'dlib', a dlib .dat file or an export")
+    help_text = "write dlib's pretrained face encoder in the TF Serving layout (input: aligned 150x150 uint8 chips)"
+    a = actions.add_parser("export", help=help_text, description=help_text)
+    a.add_argument("--export-dir", default="exports", help="root folder (default exports)")
+    a.add_argument("--name", default="dlib_face_resnet", help="model name (default dlib_face_resnet)")
+    a.set_defaults(func=export_encoder)
     a = actions.add_parser("crop", help="turn an identity folder of photos into aligned face crops (for training)",
                            description="SRC/<identity>/<photo> -> OUT/<identity>/<photo>.png, one aligned crop of "
                                        "the most confident face; photos without a face are skipped and counted.")
@@ -82,24 +92,30 @@ def _gallery(args, index: str = "numpy"):
 
 
 def _encoder(args, gallery):
-    from serving.face_encoder import FaceEncoder
+    from serving.face_encoder import DLIB, open_encoder
     from tasks.errors import UserError
 
-    model = getattr(args, "model", None) or gallery.meta("model_path")
-    if not model:
-        raise UserError(f"gallery {args.gallery} has no encoder yet; give --model EXPORT (a folder written by `convforge train` with a faces recipe)")
+    model = getattr(args, "model", None) or gallery.meta("model_path") or DLIB
     try:
-        return FaceEncoder(model)
+        return open_encoder(model)
     except FileNotFoundError as err:
         raise UserError(f"--model {model}: {err}") from None
+    except OSError as err:  # dlib's weights missing or corrupt (checksum)
+        raise UserError(str(err)) from None
 
 
-def _crops(path: str, min_confidence: float):
-    """(aligned crops [F, 112, 112, 3], faces) of an image file; UserError on a bad file or no face."""
+def _crops(path: str, min_confidence: float, alignment: str = "arcface_112"):
+    """(aligned crops, faces) of an image file: dlib chips [F, 150, 150, 3] or ArcFace crops [F, 112, 112, 3].
+
+    UserError on a bad file or no face."""
     from pipelines.face_crops import face_crops, load_rgb
+    from serving.face_encoder import DLIB_CHIP_150
     from tasks.errors import UserError
+    from tasks.face_alignment import dlib_aligned_faces
 
     try:
+        if alignment == DLIB_CHIP_150:
+            return dlib_aligned_faces(load_rgb(path), min_confidence, name=path)
         return face_crops(load_rgb(path), CROP_SIZE, min_confidence, name=path)
     except ValueError as err:
         raise UserError(str(err)) from None
@@ -145,9 +161,9 @@ def enrol(args) -> int:
     _check(gallery, encoder)
     crops = []
     for path in args.images:  # every photo is checked before anything is written
-        found, faces = _crops(path, args.min_confidence)
+        found, faces = _crops(path, args.min_confidence, encoder.alignment)
         if len(faces) > 1:
-            print(f"{path}: {len(faces)} faces; enrolling the most confident ({faces[0].confidence:.3f})")
+            raise UserError(f"{path} shows {len(faces)} faces; enrol {quote(args.name)} from photos of them alone (one face each)")
         crops.append(found[0])
     hashes = [file_sha256(p) for p in args.images]
     for path, h in zip(args.images, hashes, strict=True):  # the same photo under two names is allowed, not silent
@@ -156,12 +172,12 @@ def enrol(args) -> int:
             print(f"warning: {path} is already enrolled as {', '.join(map(display_name, others))}", file=sys.stderr)
     embeddings = encoder.encode(np.stack(crops))
     try:
-        added = gallery.enrol(args.name, embeddings, hashes, encoder.version,
-                              crops=[_png(c) for c in crops], sources=[str(Path(p).resolve()) for p in args.images])
+        added = gallery.enrol(args.name, embeddings, hashes, encoder.version, crops=[_png(c) for c in crops],
+                              sources=[str(Path(p).resolve()) for p in args.images], distance=encoder.distance)
     except ValueError as err:
         raise UserError(f"cannot enrol {quote(args.name)}: {err}") from None
-    if gallery.meta("model_path") != str(encoder.path.parent):
-        gallery.set_meta("model_path", str(encoder.path.parent))
+    if gallery.meta("model_path") != encoder.source:
+        gallery.set_meta("model_path", encoder.source)
     total = dict(gallery.persons())[args.name]
     print(f"enrolled {args.name}: {added} new encoding(s), {total} in all (encoder {encoder.version})")
     return 0
@@ -173,7 +189,7 @@ def verify(args) -> int:
     gallery = _gallery(args)
     encoder = _encoder(args, gallery)
     _check(gallery, encoder)
-    crops, _ = _crops(args.image, args.min_confidence)
+    crops, _ = _crops(args.image, args.min_confidence, encoder.alignment)
     threshold = encoder.threshold if args.threshold is None else args.threshold
     try:
         match = gallery.verify(encoder.encode(crops[:1])[0], args.name, threshold, encoder.version)
@@ -197,7 +213,7 @@ def identify(args) -> int:
     found, failed = [], 0
     for path in args.images:
         try:
-            crops, faces = _crops(path, args.min_confidence)
+            crops, faces = _crops(path, args.min_confidence, encoder.alignment)
         except UserError as err:  # one bad photo does not stop the others
             print(f"error: {err}", file=sys.stderr)
             failed += 1
@@ -242,11 +258,26 @@ def reencode(args) -> int:
     gallery = _gallery(args)
     encoder = _encoder(args, gallery)
     try:
-        n = gallery.reencode(lambda pngs: encoder.encode(np.stack([_from_png(b) for b in pngs])), encoder.version)
+        n = gallery.reencode(lambda pngs: encoder.encode(np.stack([_from_png(b) for b in pngs])), encoder.version,
+                             distance=encoder.distance)
     except ValueError as err:
         raise UserError(f"cannot reencode {args.gallery}: {err}") from None
-    gallery.set_meta("model_path", str(encoder.path.parent))
+    gallery.set_meta("model_path", encoder.source)
     print(f"re-encoded {n} encoding(s) with encoder {encoder.version}")
+    return 0
+
+
+def export_encoder(args) -> int:
+    from models.vgg16_hed import WeightsUnavailableError
+    from tasks.errors import UserError
+    from tasks.pretrained_faces import export_dlib_encoder
+
+    try:
+        path = export_dlib_encoder(args.export_dir, args.name)
+    except WeightsUnavailableError as err:
+        raise UserError(str(err)) from None
+    print(f"exported dlib's face encoder to {path} (signature serving_default: uint8 150x150 chips -> embedding [N, 128]; "
+          "serving_bytes: encoded chips; threshold 0.6 Euclidean)")
     return 0
 
 
