@@ -240,7 +240,7 @@ def one_shot_benchmark(losses: list[str], steps: int, epochs: int, lite0_losses:
         "description for the options and how they were chosen).\n\n"
         + table(["encoder, loss", "val AUC (seen)", "test AUC (unseen)", "test EER", "accuracy at threshold", "one-shot identification", "train s"], rows)
         + "\n\nA teaching example, not a face benchmark (the unseen-class AUC goal of this proxy is retired: real faces use "
-        "dlib's pretrained encoder, see 'Faces: the pretrained encoder on real photos'). " + " ".join(verdicts)
+        "dlib's pretrained encoder, see 'Faces: the pretrained encoder and alignment against dlib'). " + " ".join(verdicts)
         + "\n\nWhere the unseen classes are confused (AUC of same-class pairs against the pairs of two classes): "
         + " | ".join(confusions) + ". Classes whose differences no training class taught "
         "(two kinds of footwear, two long garments) stay close together.\n"
