@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -207,3 +208,35 @@ def resize_uint8(image: tf.Tensor, image_size: tuple[int, int] | None) -> tf.Ten
         return image
     resized = tf.image.resize(image, image_size, antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def report_undecodable(ds: tf.data.Dataset, expected: int, name: str) -> tf.data.Dataset:
+    """``ds`` (decoded, after ``ignore_errors``) with a warning line at the end of every pass that lost elements.
+
+    Files whose header and trailer are fine but whose body is damaged pass the
+    cheap file check and only fail when decoded; ``ignore_errors`` drops them.
+    This counts the elements that come through and, when a pass ends short of
+    ``expected``, prints ``warning: K of N images of NAME could not be decoded``
+    to stderr. It keeps no state outside the pipeline (a ``scan``), so it also
+    runs on tf.data service workers.
+    """
+    dummy = tf.nest.map_structure(lambda s: tf.zeros([d if d is not None else 0 for d in s.shape], s.dtype),
+                                  ds.element_spec)
+    flagged = ds.map(lambda *x: (x if len(x) > 1 else x[0], False))
+    flagged = flagged.concatenate(tf.data.Dataset.from_tensors((dummy, True)))
+
+    def step(count, item):
+        element, last = item
+        dropped = tf.constant(expected, tf.int64) - count
+
+        def warn():
+            tf.print("warning:", dropped, "of", expected, f"images of {name} could not be decoded (damaged after a valid "
+                     "header) and were skipped", output_stream=sys.stderr)
+            return tf.constant(0, tf.int64)
+
+        done = tf.cond(tf.logical_and(last, dropped > 0), warn, lambda: tf.constant(0, tf.int64))
+        with tf.control_dependencies([done]):
+            return count + tf.cast(tf.logical_not(last), tf.int64), (element, last)
+
+    counted = flagged.scan(tf.constant(0, tf.int64), step)
+    return counted.filter(lambda element, last: tf.logical_not(last)).map(lambda element, last: element)

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import catalog, sources
-from pipelines.decode import decode_image, resize_uint8
+from pipelines.decode import decode_image, report_undecodable, resize_uint8
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -146,21 +146,28 @@ def _from_files(spec, files, seed, val_fraction, test_fraction, train_limit, tes
     tr, va, te = _split_indices(len(paths), (val_fraction, test_fraction), seed)
     tr, te = _limit(tr, train_limit), _limit(te, test_limit)
     if size is None:
-        probe = decode_image(tf.io.read_file(paths[tr[0]]), channels, None)
-        size = tuple(int(d) for d in probe.shape[:2])
+        for path in paths[tr[:100]]:  # the first image that decodes gives the size (a damaged one does not)
+            try:
+                size = tuple(int(d) for d in decode_image(tf.io.read_file(path), channels, None).shape[:2])
+                break
+            except tf.errors.InvalidArgumentError:
+                continue
+        else:
+            raise ValueError(f"dataset {spec!r}: none of its first {min(len(tr), 100)} training images can be decoded")
 
-    def make(idx):
+    def make(idx, split):
         if not len(idx):
             return None
         ds = tf.data.Dataset.from_tensor_slices((paths[idx], labels[idx]))
         ds = ds.map(lambda p, lb: (decode_image(tf.io.read_file(p), channels, size), lb), num_parallel_calls=AUTOTUNE)
-        return ds.ignore_errors()  # a file that passed the header check but fails to decode is dropped
+        # a file that passed the header check but fails to decode is dropped, and counted in a warning line
+        return report_undecodable(ds.ignore_errors(), len(idx), f"{spec} ({split})")
 
     digest = hashlib.sha256("\n".join(f"{p}\t{lb}" for p, lb in zip(files.paths, files.labels, strict=True)).encode()).hexdigest()[:16]
     return Splits(
-        train=make(tr),
-        val=make(va),
-        test=make(te),
+        train=make(tr, "train"),
+        val=make(va, "val"),
+        test=make(te, "test"),
         input_shape=(size[0], size[1], channels),
         class_names=files.class_names,
         sizes={"train": len(tr), "val": len(va), "test": len(te)},
