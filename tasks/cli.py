@@ -59,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_environment() -> None:
+    """Settings read from the environment are checked once, as one error line (``CONVFORGE_MAX_PIXELS``)."""
+    from pipelines.decode import max_pixels
+    from tasks.errors import UserError
+
+    try:
+        max_pixels()
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     from tasks.errors import UserError
@@ -70,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("mlflow", "alembic"):  # when mlflow was imported before the env default applied
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
+        if getattr(args, "needs_tensorflow", True):
+            check_environment()
         code = args.func(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

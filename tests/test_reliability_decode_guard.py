@@ -148,3 +148,11 @@ def test_predict_names_an_image_whose_body_is_corrupt(grey_export, tmp_path, cap
     assert check_image_bytes(bytes(data)) is None  # passes the cheap check: only decoding finds it
     assert main(["predict", str(grey_export), str(good), str(bad)]) == 2
     assert "bad.png cannot be decoded" in one_error_line(capsys)
+
+
+def test_a_bad_pixel_limit_setting_is_one_line(grey_export, tmp_path, capsys, monkeypatch):
+    image = tmp_path / "digit.png"
+    image.write_bytes(encode(GREY))
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    assert main(["predict", str(grey_export), str(image)]) == 2
+    assert MAX_PIXELS_ENV in one_error_line(capsys)
