@@ -69,7 +69,8 @@ class DlibNet:
 
 class _Reader:
     def __init__(self, data: bytes):
-        self.data, self.pos = memoryview(data), 0
+        self.raw = bytes(data)
+        self.data, self.pos = memoryview(self.raw), 0
 
     def byte(self) -> int:
         if self.pos >= len(self.data):

@@ -2,7 +2,9 @@
 
 ``shape_predictor_5_face_landmarks.dat`` (face-recognition-models) places the
 five points dlib's face chips are built from: the outer and inner corner of
-each eye (image right eye first) and the base of the nose. The predictor
+each eye (image right eye first) and the base of the nose;
+``shape_predictor_68_face_landmarks.dat`` the 68 points of iBUG 300-W (jaw
+0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67). The predictor
 starts from its mean shape inside a face box and refines it through a cascade
 of forests: each cascade reads the grey level ((R + G + B) / 3, integer) at
 pixels placed relative to the current shape, every depth-4 tree compares two
@@ -15,7 +17,7 @@ the initial shape (a float matrix), the forests (per tree: split features
 and the offset of every feature pixel. Parsed once, then cached as ``.npz``.
 
 Example:
-    >>> predictor = ShapePredictor.load()             # the packaged 5-point model
+    >>> predictor = ShapePredictor.load()             # the packaged 5-point model (parts=68: the 68-point one)
     >>> predictor(image, box).shape                   # box (left, top, right, bottom), dlib's HOG box convention
     (5, 2)
 """
@@ -33,13 +35,35 @@ from models.dlib_serialization import DlibFormatError, _Reader
 
 FILE_5_POINTS = "shape_predictor_5_face_landmarks.dat"
 SHA256_5_POINTS = "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888"
+FILE_68_POINTS = "shape_predictor_68_face_landmarks.dat"  # iBUG 300-W's 68 points (jaw, brows, nose, eyes, mouth)
+SHA256_68_POINTS = "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f"
+PACKAGED = {5: (FILE_5_POINTS, SHA256_5_POINTS), 68: (FILE_68_POINTS, SHA256_68_POINTS)}
 
 
 def _matrix(r: _Reader) -> np.ndarray:
     rows, cols = -r.integer(), -r.integer()
     if rows < 0 or cols < 0 or rows * cols > 10_000:
         raise DlibFormatError("bad matrix size")
-    return np.array([r.real() for _ in range(rows * cols)], np.float32).reshape(rows, cols)
+    return _reals(r, rows * cols).reshape(rows, cols)
+
+
+def _reals(r: _Reader, count: int) -> np.ndarray:
+    """``count`` dlib floats (mantissa, exponent integer pairs) in one tight loop: float32 ``[count]``."""
+    data, pos, out = r.raw, r.pos, np.empty(count, np.float64)
+    mantissas, exponents = [0] * count, [0] * count
+    try:
+        for i in range(count):
+            for target in (mantissas, exponents):
+                c = data[pos]
+                n = c & 0x0F
+                v = int.from_bytes(data[pos + 1 : pos + 1 + n], "little")
+                target[i] = -v if c & 0x80 else v
+                pos += 1 + n
+    except IndexError:
+        raise DlibFormatError("the file ends too early") from None
+    r.pos = pos
+    out[:] = np.ldexp(np.array(mantissas, np.float64), np.minimum(np.array(exponents, np.int64), 1000))
+    return out.astype(np.float32)
 
 
 def _parse(data: bytes) -> dict[str, np.ndarray]:
@@ -89,11 +113,14 @@ class ShapePredictor:
     delta: np.ndarray
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, sha256: str | None = SHA256_5_POINTS) -> ShapePredictor:
-        """Read a predictor file (default: the packaged 5-point one), checking its SHA-256; cached as ``.npz``."""
+    def load(cls, path: str | os.PathLike | None = None, sha256: str | None = None, parts: int = 5) -> ShapePredictor:
+        """Read a predictor file (default: the packaged ``parts``-point one, 5 or 68), checking its SHA-256; cached as ``.npz``."""
         from models.dlib_face_resnet import WeightsCorruptError, cache_dir, package_weights_path
 
-        path = Path(path) if path else package_weights_path().parent / FILE_5_POINTS
+        if path is None:
+            name, sha256 = PACKAGED[parts]
+            path = package_weights_path().parent / name
+        path = Path(path)
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if sha256 and digest != sha256:

@@ -1,4 +1,4 @@
-"""``convforge faces ...``: enrol, verify, identify, remove, list, reencode, export, crop.
+"""``convforge faces ...``: enrol, verify, identify, remove, list, reencode, landmarks, export, crop.
 
 Photos go through MTCNN detection and alignment, an encoder
 (``serving.face_encoder``) and the SQLite gallery (``serving.gallery``,
@@ -14,6 +14,7 @@ encoder it was built with and refuses another one.
     convforge faces verify door.jpg --as ada      # exit code 0 if it is ada, 1 if not
     convforge faces remove ada
     convforge faces reencode --model exports/faces_v2
+    convforge faces landmarks group.jpg -o out.png  # the 68 points of every face, drawn
     convforge faces export                        # dlib's encoder as a TF Serving export
 """
 
@@ -61,6 +62,12 @@ def add_parser(sub) -> None:
     action("list", "enrolled persons and their number of encodings", list_persons, photos=False)
     a = action("reencode", "rebuild every encoding with another encoder (from the stored crops)", reencode, photos=False)
     a.add_argument("--model", required=True, help="the new encoder: 'dlib', a dlib .dat file or an export")
+    help_text = "draw the 68 face landmarks (dlib's predictor) of every face in a photo"
+    a = actions.add_parser("landmarks", help=help_text, description=help_text)
+    a.add_argument("image")
+    a.add_argument("-o", "--output", required=True, help="image to write (PNG or JPEG)")
+    a.add_argument("--min-confidence", type=float, default=0.9, help="MTCNN face confidence (default 0.9)")
+    a.set_defaults(func=landmarks)
     help_text = "write dlib's pretrained face encoder in the TF Serving layout (input: aligned 150x150 uint8 chips)"
     a = actions.add_parser("export", help=help_text, description=help_text)
     a.add_argument("--export-dir", default="exports", help="root folder (default exports)")
@@ -264,6 +271,28 @@ def reencode(args) -> int:
         raise UserError(f"cannot reencode {args.gallery}: {err}") from None
     gallery.set_meta("model_path", encoder.source)
     print(f"re-encoded {n} encoding(s) with encoder {encoder.version}")
+    return 0
+
+
+def landmarks(args) -> int:
+    import cv2
+
+    from pipelines.face_crops import load_rgb
+    from tasks.errors import UserError
+    from tasks.face_landmarks import draw_landmarks, face_landmarks
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UserError(f"-o {args.output}: give a .png or .jpg file name")
+    try:
+        image = load_rgb(args.image)
+        faces, points = face_landmarks(image, args.min_confidence, name=args.image)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), draw_landmarks(image, faces, points)[..., ::-1]):
+        raise UserError(f"-o {args.output} cannot be written; give a writable path")
+    print(f"{args.image}: {len(faces)} face(s), 68 landmarks each -> {out}")
     return 0
 
 

@@ -1,0 +1,82 @@
+"""68 face landmarks on real photos, checked against dlib's shape_predictor_68_face_landmarks itself."""
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+from faces_dlib_reference import dlib_models
+
+from models.dlib_face_resnet import package_weights_path
+from models.dlib_shape_predictor import ShapePredictor
+from pipelines.face_crops import load_rgb
+from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
+from tasks.cli import main
+from tasks.face_landmarks import face_landmarks
+
+GOAL = 0.08  # mean point error / inter-ocular distance
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    paths = list(bundled_photos(tmp_path_factory.mktemp("photos")).values())
+    try:
+        paths += face_api_photos()
+    except SamplePhotosUnavailable as err:
+        print(f"face-api photos skipped: {err}")
+    return {p.name: load_rgb(p) for p in paths}
+
+
+@pytest.fixture(scope="module")
+def dlib_68():
+    import dlib
+
+    return dlib.shape_predictor(str(package_weights_path().parent / "shape_predictor_68_face_landmarks.dat"))
+
+
+def _interocular(points: np.ndarray) -> float:
+    return float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
+
+
+def test_numpy_68_point_predictor_equals_dlibs_in_the_same_box(photos, dlib_68):
+    detector = dlib_models()[0]
+    ours = ShapePredictor.load(parts=68)
+    worst = []
+    for image in photos.values():
+        for rect in detector(image, 1):
+            theirs = np.array([[p.x, p.y] for p in dlib_68(image, rect).parts()])
+            worst.append(np.abs(ours(image, (rect.left(), rect.top(), rect.right(), rect.bottom())) - theirs).max())
+    print(f"{len(worst)} faces: worst point difference {max(worst)} px")
+    assert len(worst) >= 2 and max(worst) <= 2
+
+
+def test_mtcnn_pipeline_against_dlibs_68_points(photos, dlib_68):
+    detector = dlib_models()[0]
+    errors = []
+    for name, image in photos.items():
+        faces, points = face_landmarks(image, name=name)
+        for rect in detector(image, 1):
+            theirs = np.array([[p.x, p.y] for p in dlib_68(image, rect).parts()], np.float64)
+            gaps = [np.linalg.norm(p[30] - theirs[30]) for p in points]
+            if min(gaps) > 0.5 * _interocular(theirs):
+                continue  # a face only one detector finds
+            mine = points[int(np.argmin(gaps))]
+            errors.append(np.linalg.norm(mine - theirs, axis=1).mean() / _interocular(theirs))
+    errors = np.array(errors)
+    print(f"{len(errors)} faces: mean point error / inter-ocular distance: mean {errors.mean():.4f}, worst {errors.max():.4f}")
+    assert len(errors) >= 2 and errors.mean() <= GOAL
+
+
+def test_landmarks_command_draws_and_refuses_bad_input_in_one_line(photos, tmp_path, capsys):
+    src = tmp_path / "grace.png"
+    cv2.imwrite(str(src), photos["grace_hopper.jpg"][..., ::-1])
+    out = tmp_path / "out" / "grace_landmarks.png"
+    assert main(["faces", "landmarks", str(src), "-o", str(out)]) == 0
+    assert "1 face(s), 68 landmarks each" in capsys.readouterr().out
+    drawn = cv2.imread(str(out))
+    assert drawn.shape == photos["grace_hopper.jpg"].shape and np.abs(drawn[..., ::-1].astype(int) - photos["grace_hopper.jpg"]).max() > 100
+    coffee = tmp_path / "coffee.png"
+    cv2.imwrite(str(coffee), skimage.data.coffee()[..., ::-1])
+    assert main(["faces", "landmarks", str(coffee), "-o", str(tmp_path / "c.png")]) == 2
+    assert capsys.readouterr().err.startswith("error: no face found in")
+    assert main(["faces", "landmarks", str(src), "-o", str(tmp_path / "c.gif")]) == 2
+    assert "give a .png or .jpg" in capsys.readouterr().err
