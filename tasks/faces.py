@@ -76,6 +76,7 @@ class FacesTask(Task):
             "unseen_fraction": 0.0,  # or this fraction of identities, drawn with the seed
             "max_pairs": 20000,  # validation/test pairs (balanced sample)
             "one_shot_draws": 5,
+            "stages": [],  # freeze -> unfreeze schedule of a pretrained trunk, as transfer.stages (train: head|top_k|all)
         },
     }
 
@@ -171,10 +172,14 @@ class FacesTask(Task):
         return self.recipe["train"]["steps_per_epoch"] or max(1, len(self.splits["train"].y) // (p * k))
 
     def compile(self, model: keras.Model, inputs: Inputs | None = None) -> None:
+        if self.recipe["faces"]["stages"]:
+            return  # compiled per stage in fit
         if self.recipe["faces"]["loss"] != "binary":  # the binary head is built and compiled in fit
             compile_model(model, optimizer=self.build_optimizer(self.steps_per_epoch()), loss=self.build_losses())
 
     def fit(self, model: keras.Model, inputs: Inputs, callbacks: list):
+        if self.recipe["faces"]["stages"]:
+            return self._fit_stages(model, inputs, callbacks)
         fitted = model
         if self.recipe["faces"]["loss"] == "binary":
             from models.siamese import siamese_binary
@@ -190,6 +195,41 @@ class FacesTask(Task):
             callbacks=callbacks,
             verbose=progress_verbosity(),
         )
+
+    def _fit_stages(self, model: keras.Model, inputs: Inputs, callbacks: list):
+        """Train ``faces.stages`` in turn: the projection alone, then the top k blocks of the trunk, then all."""
+        from tasks.task import make_optimizer
+        from tasks.transfer import _stage_callbacks, parse_stages, set_trainable
+
+        if self.recipe["faces"]["loss"] == "binary":
+            raise UserError("faces.stages needs a triplet loss (faces.loss), not binary")
+        try:
+            trunk, head = model.get_layer("backbone"), model.get_layer("projection")
+        except ValueError:
+            raise UserError("faces.stages needs a pretrained trunk: set model.options.backbone (e.g. dlib_face_resnet)") from None
+        from models.dlib_face_resnet import trunk_blocks
+
+        blocks = trunk_blocks(trunk) if self.recipe["model"]["options"].get("backbone") == "dlib_face_resnet" else None
+        if blocks is None:
+            from models.backbones import backbone_blocks
+
+            blocks = backbone_blocks(trunk, self.recipe["model"]["options"]["backbone"])
+        stages = parse_stages(self.recipe["faces"]["stages"], self.recipe["train"])
+        combined, epoch = keras.callbacks.History(), 0
+        combined.history = {}
+        for i, stage in enumerate(stages, start=1):
+            where = f"faces.stages[{i}]"
+            unfrozen = set_trainable(trunk, head, blocks, stage)
+            print(f"stage {i}/{len(stages)}: train {stage['train']}{' ' + str(stage['k']) if stage['k'] else ''} "
+                  f"({len(unfrozen)} trunk layers), {stage['epochs']} epoch(s), lr={stage['learning_rate']:g}", flush=True)
+            compile_model(model, optimizer=make_optimizer(stage, self.steps_per_epoch(), where), loss=self.build_losses())
+            history = model.fit(inputs.train, validation_data=inputs.val, initial_epoch=epoch, epochs=epoch + stage["epochs"],
+                                steps_per_epoch=self.steps_per_epoch(), callbacks=_stage_callbacks(callbacks, i),
+                                verbose=progress_verbosity())
+            epoch += stage["epochs"]
+            for key, values in history.history.items():
+                combined.history.setdefault(key, []).extend(values)
+        return combined
 
     # -- evaluation -----------------------------------------------------------
     def evaluate(self, model: keras.Model, inputs: Inputs) -> dict[str, float]:
@@ -236,7 +276,8 @@ class FacesTask(Task):
     def export(self, model, inputs, root, name) -> Path:
         h, w, c = self.input_shape
         meta = self.verification.to_json(
-            embedding_dim=int(model.output_shape[-1]), input_shape=[h, w, c], loss=self.recipe["faces"]["loss"], distance="squared_l2"
+            embedding_dim=int(model.output_shape[-1]), input_shape=[h, w, c], loss=self.recipe["faces"]["loss"], distance="squared_l2",
+            alignment="dlib_chip_150" if self.recipe["model"]["options"].get("backbone") == "dlib_face_resnet" else "arcface_112",
         )
 
         def serve(images):

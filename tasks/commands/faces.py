@@ -79,6 +79,9 @@ def add_parser(sub) -> None:
     a.add_argument("src")
     a.add_argument("out")
     a.add_argument("--size", type=int, default=CROP_SIZE)
+    a.add_argument("--alignment", choices=["arcface_112", "dlib_chip_150"], default="arcface_112",
+                   help="arcface_112: MTCNN points on the ArcFace template (--size px); dlib_chip_150: dlib's 150x150 chips "
+                        "(for the dlib_face_resnet backbone, recipe faces_identities_dlib)")
     a.add_argument("--min-confidence", type=float, default=0.9)
     a.set_defaults(func=crop_folder)
 
@@ -333,6 +336,7 @@ def crop_folder(args) -> int:
     from pipelines.face_crops import face_crops, load_rgb
     from pipelines.sources import image_folder
     from tasks.errors import UserError
+    from tasks.face_alignment import dlib_aligned_faces
 
     try:
         files = image_folder(args.src)
@@ -342,7 +346,10 @@ def crop_folder(args) -> int:
     written = 0
     for i, (path, label) in enumerate(zip(files.paths, files.labels, strict=True), start=1):
         try:
-            crops, _ = face_crops(load_rgb(path), args.size, args.min_confidence, name=path)
+            if args.alignment == "dlib_chip_150":
+                crops, _ = dlib_aligned_faces(load_rgb(path), args.min_confidence, name=path)
+            else:
+                crops, _ = face_crops(load_rgb(path), args.size, args.min_confidence, name=path)
         except ValueError:
             skipped["no_face_or_unreadable"] += 1
             continue
