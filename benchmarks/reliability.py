@@ -1,7 +1,10 @@
 """Reliability fault matrix: what was tried (faults, bad inputs, counts), what survived, what was lost.
 
 Runs every fault quickly on real data (scikit-learn digits, tiny LeNet-5s) in
-one process plus a few real subprocesses (kill -9), and writes
+one process plus a few real subprocesses (kill -9), then the hostile-user
+probes of ``benchmarks/reliability_probes.py`` (decompression bombs in every
+decode path with their peak memory, oversized figures, recipe alias bombs and
+ranges, gallery files, folder datasets, 1D exports), and writes
 ``benchmarks/results/reliability.md``. Bounded: a few minutes on 2 cores
 (most of it is TensorFlow start-up in the kill -9 subprocesses).
 
@@ -28,6 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from reliability_faults import BAD_IMAGES, BILLION_LAUGHS, encode, png_bomb, real_images, write_bad_images  # noqa: E402
 
+from benchmarks import reliability_probes as probes  # noqa: E402
 from benchmarks.machine import table, write_section  # noqa: E402
 
 ROWS: list[list] = []
@@ -305,7 +309,13 @@ def main() -> None:
             sub = tmp / step.__name__
             sub.mkdir()
             step(sub) if step is not graph_bomb else step()
+        (tmp / "probes").mkdir()
+        probes.run(tmp / "probes", row)
+    tried = [r for r in ROWS if "unguarded" not in r[0]]  # that row is the reference cost, not a probe
+    held = sum(not any(bad in r[2] for bad in ("FAILED:", "FAILS", "NOT ", "TRACEBACK", "DECODED", "ACCEPTED", "IN A NEW RUN")) for r in tried)
     body = table(["fault", "what was tried", "what survived", "lost"], ROWS)
+    body += (f"\n\nMatrix: {len(tried)} rows of faults and probes tried, {held} held. The unguarded tf.io.decode_image "
+             "row is the reference: the memory the in-graph guard saves per request.")
     body += (f"\n\nWhole matrix: {time.perf_counter() - start:.0f} s (load average {os.getloadavg()[0]:.1f} at the end). Tests: `tests/test_reliability_*.py` (the same faults "
              "as assertions, plus hypothesis fuzzing of VOC/COCO/YOLO/CSV/recipes/image bytes/model files through the "
              "readers and the CLI, a real `mlflow server` killed mid-run, and kill -9 inside a transfer schedule).\n")
