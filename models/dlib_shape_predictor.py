@@ -153,8 +153,8 @@ class ShapePredictor:
     def __call__(self, image: np.ndarray, box) -> np.ndarray:
         """Landmarks int64 ``[parts, 2]`` of the face in ``box`` = (left, top, right, bottom), inclusive pixels."""
         left, top, right, bottom = (float(v) for v in box)
-        grey = (np.asarray(image, np.uint16).sum(axis=-1) // 3).astype(np.float32) if image.ndim == 3 else np.asarray(image, np.float32)
-        h, w = grey.shape
+        image = np.asarray(image)
+        h, w = image.shape[:2]
         origin, size = np.array([left, top]), np.array([right - left, bottom - top])  # (0,0) -> tl, (1,1) -> br
         reference = self.initial_shape.reshape(-1, 2)
         shape = reference.copy()
@@ -165,7 +165,9 @@ class ShapePredictor:
             points = self.delta[cascade] @ m.T + shape[self.anchor[cascade]]
             pixel = np.floor(points * size + origin + 0.5).astype(np.int64)
             inside = (pixel[:, 0] >= 0) & (pixel[:, 1] >= 0) & (pixel[:, 0] < w) & (pixel[:, 1] < h)
-            values = np.where(inside, grey[np.clip(pixel[:, 1], 0, h - 1), np.clip(pixel[:, 0], 0, w - 1)], 0)
+            sampled = image[np.clip(pixel[:, 1], 0, h - 1), np.clip(pixel[:, 0], 0, w - 1)].astype(np.int32)
+            grey = sampled.sum(axis=-1) // 3 if sampled.ndim == 2 else sampled  # dlib's intensity: (R + G + B) / 3
+            values = np.where(inside, grey, 0).astype(np.float32)
             node = np.zeros(len(trees), np.int64)
             for _ in range(depth):
                 i1, i2 = self.split_index[cascade, trees, node, 0], self.split_index[cascade, trees, node, 1]
