@@ -1,4 +1,4 @@
-"""Fine-tuning from dlib's pretrained encoder: the faces_identities_dlib recipe on an identity folder of real face
+"""Fine-tuning from dlib's pretrained encoder: the faces_identities recipe on an identity folder of real face
 chips, the projection first (trunk frozen), then the top blocks; the export keeps dlib's alignment."""
 
 import cv2
@@ -44,7 +44,7 @@ def test_two_stage_fine_tuning_from_dlibs_encoder(identities, tmp_path, mlflow_s
     from tasks.recipe import load_recipe
     from tasks.trainer import train
 
-    recipe = load_recipe("faces_identities_dlib", [
+    recipe = load_recipe("faces_identities", [
         f"data.dataset=folder:{identities}", "data.val_fraction=0.25", "faces.unseen_fraction=0.25",
         "faces.p=5", "faces.k=3", "train.steps_per_epoch=2", "faces.max_pairs=2000", "faces.one_shot_draws=1",
         "faces.stages=[{train: head, epochs: 1, learning_rate: 0.001}, {train: top_k, k: 2, epochs: 1, learning_rate: 0.0001}]",

@@ -1,6 +1,7 @@
 """The whole face path on real photos: detect, align, encode, enrol, identify, "not recognised".
 
-The encoder is trained here through ``convforge train`` (task ``faces``) on an
+A small encoder is trained here from scratch through ``convforge train`` (task ``faces``, recipe
+``faces_identities`` with its pretrained trunk switched off) on an
 identity folder of real faces: the aligned MTCNN crops of scikit-image's LFW
 faces, each face one identity seen through a few small pose/light changes.
 The people enrolled and identified afterwards (the astronaut Eileen Collins,
@@ -76,6 +77,7 @@ def trained(tmp_path_factory):
     try:
         recipe = load_recipe("faces_identities", [
             f"data.dataset=folder:{root}", "data.image_size=[32, 32]", "data.channels=1", "data.val_fraction=0.15",
+            "model.options.backbone=null", "model.options.weights=null", "faces.stages=[]",  # a small CNN from scratch
             "model.options.widths=[16, 32, 64]", "model.options.embedding_dim=32",
             "train.epochs=3", "train.steps_per_epoch=40", "faces.p=12", "faces.k=3",
         ])

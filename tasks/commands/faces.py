@@ -81,7 +81,7 @@ def add_parser(sub) -> None:
     a.add_argument("--size", type=int, default=CROP_SIZE)
     a.add_argument("--alignment", choices=["arcface_112", "dlib_chip_150"], default="arcface_112",
                    help="arcface_112: MTCNN points on the ArcFace template (--size px); dlib_chip_150: dlib's 150x150 chips "
-                        "(for the dlib_face_resnet backbone, recipe faces_identities_dlib)")
+                        "(for the dlib_face_resnet backbone, recipe faces_identities)")
     a.add_argument("--min-confidence", type=float, default=0.9)
     a.set_defaults(func=crop_folder)
 
