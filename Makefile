@@ -29,7 +29,7 @@ data: install
 	$(PY) -m pipelines.install_data
 
 demo: data
-	$(PY) -m tasks.demo $(DEMO_ARGS)
+	$(PY) -m tasks.workflows.demo $(DEMO_ARGS)
 
 test: data
 	$(PY) -m pytest -q

@@ -183,7 +183,7 @@ def step_time(steps: int, rounds: int) -> dict:
     from models import build
     from pipelines.catalog import load_arrays
     from pipelines.splits import batch, permuted_batches
-    from tasks.recipe import load_recipe
+    from tasks.core.recipe import load_recipe
 
     recipe = load_recipe("fashion_mnist_lenet5")
     bs, policy, seed = recipe["train"]["batch_size"], recipe["data"]["augment"], recipe["seed"]

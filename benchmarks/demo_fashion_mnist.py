@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/demo_fashion_mnist.py [--quick-too]
 
-Runs ``python -m tasks.demo`` (what ``make demo`` runs after installing) in a
+Runs ``python -m tasks.workflows.demo`` (what ``make demo`` runs after installing) in a
 temporary working folder, and records the table and the wall time the demo
 itself prints: each member at 1 and 10 crops, the ensemble at 1 and 10 crops,
 on the full 10,000 test images. ``--quick-too`` also runs the LeNet-5 variant
@@ -29,7 +29,7 @@ def run_demo(extra: list[str]) -> str:
     """The demo's stdout (raises with its stderr if it fails)."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{Path(tmp) / 'mlflow.db'}"}
-        done = subprocess.run([sys.executable, "-m", "tasks.demo", "--workdir", tmp, *extra], cwd=tmp, env=env,
+        done = subprocess.run([sys.executable, "-m", "tasks.workflows.demo", "--workdir", tmp, *extra], cwd=tmp, env=env,
                               capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the demo failed ({done.returncode}):\n{done.stderr[-3000:]}")

@@ -41,8 +41,8 @@ from models.sliding_windows import (  # noqa: E402
     window_stride,
 )
 from models.yolo import detect  # noqa: E402
-from tasks.detection import DetectionTask, evaluate_detections, predict_detections  # noqa: E402
-from tasks.recipe import load_recipe  # noqa: E402
+from tasks.core.recipe import load_recipe  # noqa: E402
+from tasks.problems.detection import DetectionTask, evaluate_detections, predict_detections  # noqa: E402
 
 WINDOW = 48  # sliding-window side in pixels: the scenes' objects are 24-48 px
 

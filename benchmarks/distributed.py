@@ -51,7 +51,7 @@ def run_cluster(workers: int, threads: int, limit: int, epochs: int) -> tuple[fl
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, PYTHONPATH=str(ROOT), MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db", TF_CPP_MIN_LOG_LEVEL="2",
                    TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1")
-        procs = [subprocess.Popen([sys.executable, "-m", "tasks.cli", "train", *args], cwd=tmp, text=True,
+        procs = [subprocess.Popen([sys.executable, "-m", "tasks.cli.main", "train", *args], cwd=tmp, text=True,
                                   env=dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(workers)]
         try:

@@ -142,7 +142,7 @@ def class_pair_aucs(task, model) -> list[str]:
 
     from sklearn.metrics import roc_auc_score
 
-    from tasks.faces import embed
+    from tasks.problems.faces import embed
 
     test = task.splits["test"]
     e, y = embed(model, test.x, task.input_shape), test.y
@@ -199,8 +199,8 @@ def verdict(aucs: dict[str, float]) -> str:
 def one_shot_benchmark(losses: list[str], steps: int, epochs: int, lite0_losses: list[str] = (), keep_previous: bool = False) -> str:
     import keras
 
-    from tasks.recipe import load_recipe
-    from tasks.task import get_task_class
+    from tasks.core.recipe import load_recipe
+    from tasks.core.task import get_task_class
 
     rows, aucs, lite_aucs, pairs = [], {}, {}, {}
     runs = [("faces_fashion_mnist", spec) for spec in losses] + [("faces_fashion_mnist_lite0", spec) for spec in lite0_losses]

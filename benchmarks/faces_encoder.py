@@ -88,7 +88,7 @@ def pipelines(photos: dict[str, np.ndarray], group: set[str]) -> tuple[list[list
     from faces_dlib_reference import dlib_models
 
     from serving.face_encoder import DlibFaceEncoder
-    from tasks.face_alignment import dlib_aligned_faces
+    from tasks.workflows.face_alignment import dlib_aligned_faces
 
     detector, predictor, encoder = dlib_models()
     ours_encoder = DlibFaceEncoder()

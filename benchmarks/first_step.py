@@ -13,7 +13,7 @@ says how many steady steps the tracing costs: where it exceeds an epoch's step c
 short run of that recipe.
 
 Each recipe is measured twice, side by side in the same process: as the
-trainer runs it (``tasks.task.compile_model`` creates the optimizer's
+trainer runs it (``tasks.core.task.compile_model`` creates the optimizer's
 variables at compile time, so the train step is traced once) and with Keras'
 default (an unbuilt optimizer, whose variables are created inside the first
 trace, so ``tf.function`` traces the step twice). The reduction column is the
@@ -38,8 +38,8 @@ import keras  # noqa: E402
 
 from benchmarks.machine import table, write_section  # noqa: E402
 from benchmarks.peak import load_note  # noqa: E402
-from tasks.recipe import load_recipe  # noqa: E402
-from tasks.task import get_task_class  # noqa: E402
+from tasks.core.recipe import load_recipe  # noqa: E402
+from tasks.core.task import get_task_class  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parents[1] / "tasks" / "recipes"
 COMMON = ["train.epochs=1", "train.steps_per_epoch=4"]
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
             "the epoch length is not fixed by the recipe): above 100%, tracing costs more than a whole epoch. "
             "Reduction: Keras creates an unbuilt optimizer's variables inside the first traced step, and a "
             "`tf.function` that creates variables is traced twice; the trainer builds the optimizer at compile time "
-            "(`tasks.task.compile_model`), so the step is traced once. Tasks that compile inside `fit` (transfer "
+            "(`tasks.core.task.compile_model`), so the step is traced once. Tasks that compile inside `fit` (transfer "
             "stages, the binary faces head) use `compile_model` there too and cannot be switched back here "
             "(\"compiled in fit\"). What remains is Keras/TF Python tracing, which grows with "
             "the layer count.")

@@ -7,7 +7,7 @@ Same model (LeNet-5), same batches: the Fashion-MNIST recipe on a fixed
 8 epochs (an epoch is about one CPU second, so one epoch's
 median is noisy: 7 steady epochs per rep and 7 reps).
 
-- ``convforge``: ``tasks.trainer.train`` (tf.data pipeline with shuffling,
+- ``convforge``: ``tasks.core.trainer.train`` (tf.data pipeline with shuffling,
   the trainer's callbacks: NaN guard, per-epoch MLflow metrics,
   BackupAndRestore; an MLflow SQLite store in a temp folder, created before
   timing), timed per epoch
@@ -45,9 +45,9 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks.machine import table, write_section  # noqa: E402
 from benchmarks.peak import load_note  # noqa: E402
-from tasks.classification import ClassificationTask  # noqa: E402
-from tasks.recipe import load_recipe  # noqa: E402
-from tasks.trainer import train  # noqa: E402
+from tasks.core.recipe import load_recipe  # noqa: E402
+from tasks.core.trainer import train  # noqa: E402
+from tasks.problems.classification import ClassificationTask  # noqa: E402
 
 EPOCHS = 8
 OVERRIDES = ["data.train_limit=10000", "data.test_limit=1000", "data.augment=[]", "train.batch_size=64", f"train.epochs={EPOCHS}"]
@@ -57,7 +57,7 @@ LIMITS = ("What it costs and what was changed: LeNet-5's epoch is about one CPU 
           "show. Measured one at a time (CPU time, same process), the Keras `BackupAndRestore` checkpoint written after "
           "every epoch cost ~23 ms (~3%), the reshuffled tf.data pipeline ~30 ms (~4%), the per-epoch MLflow metrics "
           "~6 ms, the NaN guard's per-batch check ~1 ms. Changed: the resume checkpoint is written at most every "
-          "`train.backup_interval_s` seconds (default 30; `tasks.checkpoints.IntervalBackup`); in-memory training sets "
+          "`train.backup_interval_s` seconds (default 30; `tasks.core.checkpoints.IntervalBackup`); in-memory training sets "
           "are batched from one full permutation per epoch gathered at once (`pipelines.splits.permuted_batches`, "
           "about half the CPU of shuffling elements then batching them); the optimizer is built at compile time so "
           "the step is traced once (first epoch). The per-rep spread shows how noisy CPU time is on this shared "

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/precision_accuracy.py      # ~6-10 minutes on 2 cores (4 short runs)
 
 The bundled ``fashion_mnist_lenet5`` recipe through ``convforge train``
-(``tasks.trainer.train``), on a FIXED 10,000-image training slice
+(``tasks.core.trainer.train``), on a FIXED 10,000-image training slice
 (``data.train_limit=10000``, the seeded split) for 3 epochs (cosine schedule,
 mirror augmentation, batch 64), tested on the full 10,000-image test set;
 export off. Each precision runs with seeds 1 and 2, alternating, so the seed
@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import table, write_section  # noqa: E402
 from benchmarks.peak import load_note  # noqa: E402
-from tasks.recipe import load_recipe  # noqa: E402
-from tasks.trainer import train  # noqa: E402
+from tasks.core.recipe import load_recipe  # noqa: E402
+from tasks.core.trainer import train  # noqa: E402
 
 OVERRIDES = ["data.train_limit=10000", "train.epochs=3", "export.enabled=false"]
 PRECISIONS = ("float32", "mixed_bfloat16")

@@ -4,7 +4,7 @@
 
 One short run of the Fashion-MNIST LeNet-5 recipe (``data.train_limit=3000``,
 ``data.test_limit=1000``, 2 epochs, the recipe's mirror augmentation) through
-``tasks.trainer.train``, in-process, under pyinstrument (wall-clock sampling,
+``tasks.core.trainer.train``, in-process, under pyinstrument (wall-clock sampling,
 5 ms). The MLflow SQLite store is created (its one-time schema migration
 timed) before profiling. The table lists the trainer's phases (the children
 of the trainer's run function) with wall seconds, share of the run, and the
@@ -28,8 +28,8 @@ from pyinstrument import Profiler  # noqa: E402
 
 from benchmarks.machine import table, write_section  # noqa: E402
 from benchmarks.peak import load_note  # noqa: E402
-from tasks.recipe import load_recipe  # noqa: E402
-from tasks.trainer import train  # noqa: E402
+from tasks.core.recipe import load_recipe  # noqa: E402
+from tasks.core.trainer import train  # noqa: E402
 
 OVERRIDES = ["data.train_limit=3000", "data.test_limit=1000", "train.epochs=2"]
 
@@ -49,7 +49,7 @@ Findings (read from this profile, from side-by-side checks with process CPU time
   of CPU. A cProfile of the first `train_on_batch` showed the step traced TWICE: Keras (TF backend, no
   distribution strategy) creates an unbuilt optimizer's variables inside the first trace, and `tf.function`
   retraces a function that created variables; the optimizer's `apply_gradients` was ~45% of the trace.
-  Fixed: `tasks.task.compile_model` builds the optimizer at compile time, so the step is traced once (see
+  Fixed: `tasks.core.task.compile_model` builds the optimizer at compile time, so the step is traced once (see
   `first_step.md` for every recipe, side by side). Grappler is a smaller share (switching its meta-optimizer
   off saved ~25% of a ResNet-18 first step, with no steady-state loss measurable here; left on, since its
   remapper fuses oneDNN ops). The rest is Keras/TF Python tracing, which grows with the layer count.
@@ -58,7 +58,7 @@ Findings (read from this profile, from side-by-side checks with process CPU time
   checkpoint ~3% (23 ms per epoch: an HDF5 weights file plus a copy of the previous one); the NaN guard's
   per-batch loss check costs nothing measurable (1.4 ms per epoch), the per-epoch MLflow metrics ~6 ms.
   Fixed: the resume checkpoint is written at an epoch end at most every `train.backup_interval_s` seconds
-  (default 30; `tasks.checkpoints.IntervalBackup`), so a crash loses at most that much work plus one epoch.
+  (default 30; `tasks.core.checkpoints.IntervalBackup`), so a crash loses at most that much work plus one epoch.
 - **Export**: the exported call is as fast as a direct Keras call (see `export_latency.md`); the `tf.cond`
   size check costs nothing measurable and the static shape after it (`tf.ensure_shape`) matters: without it
   (unknown H, W inside the model) the same function ran ~1.7x slower in a side-by-side check. Unchanged.

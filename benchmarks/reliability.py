@@ -160,8 +160,8 @@ def unsafe_models(tmp: Path) -> None:
 def nan_loss(tmp: Path) -> None:
     import mlflow
 
-    from tasks.recipe import load_recipe
-    from tasks.trainer import TrainingDiverged, train
+    from tasks.core.recipe import load_recipe
+    from tasks.core.trainer import TrainingDiverged, train
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'nan.db'}"
     recipe = load_recipe({"data": {"dataset": "digits", "image_size": [16, 16]}, "train": {"epochs": 2, "optimizer": "sgd",
@@ -243,7 +243,7 @@ def tracking_outage(tmp: Path) -> None:
 
     import mlflow
 
-    from tasks.tracking import PENDING_FILE, SafeLogger
+    from tasks.core.tracking import PENDING_FILE, SafeLogger
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -268,13 +268,13 @@ def tracking_outage(tmp: Path) -> None:
 def kill_9_training(tmp: Path) -> None:
     import mlflow
 
-    from tasks.recipe import load_recipe
-    from tasks.trainer import recipe_key
+    from tasks.core.recipe import load_recipe
+    from tasks.core.trainer import recipe_key
 
     # a checkpoint every epoch (the default writes one at most every 30 s, longer than this whole run)
     overrides = ["data.dataset=digits", "data.image_size=[16,16]", "train.epochs=6", "train.batch_size=16",
                  "train.backup_interval_s=0", "export.enabled=false"]
-    args = [sys.executable, "-m", "tasks.cli", "train", "fashion_mnist_lenet5", "--workdir", str(tmp / "k9")]
+    args = [sys.executable, "-m", "tasks.cli.main", "train", "fashion_mnist_lenet5", "--workdir", str(tmp / "k9")]
     for o in overrides:
         args += ["--set", o]
     uri = f"sqlite:///{tmp / 'k9.db'}"

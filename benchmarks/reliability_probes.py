@@ -76,8 +76,8 @@ PEAK_PROBES = {
     """),
     "Pillow: 81 Mpx (over 64 Mpx, under Pillow's own 179 Mpx)": ("a 9000x9000 PNG as the style-transfer content image", """
         from pipelines.decode import ImageTooLarge
-        from tasks.style_transfer import load_image
-        from tasks.errors import UserError
+        from tasks.workflows.style_transfer import load_image
+        from tasks.core.errors import UserError
         from reliability_faults import real_png_bomb
         open(sys.argv[1] + "/mid.png", "wb").write(real_png_bomb(9000, 9000))
         base = rss(); start = time.perf_counter()
@@ -89,7 +89,7 @@ PEAK_PROBES = {
     "confusion matrix: 600 classes, one 5000-char label": ("3000 predictions over 600 classes rendered and saved", """
         import numpy as np
         from PIL import Image
-        from tasks import plots
+        from tasks.figures import plots
         rng = np.random.default_rng(0); y = rng.integers(0, 600, 3000); p = np.where(rng.random(3000) < 0.6, y, rng.integers(0, 600, 3000))
         names = [f"label {i}" for i in range(600)]; names[7] = "L" * 5000
         base = rss(); start = time.perf_counter()
@@ -97,8 +97,8 @@ PEAK_PROBES = {
         result = "PNG %dx%d px" % Image.open(out).size
     """),
     "YAML alias bomb, 9 levels (9^9 leaves) in model.options": ("a 9-line recipe fragment expanding to 387 million leaves", """
-        from tasks.errors import UserError
-        from tasks.recipe import load_recipe
+        from tasks.core.errors import UserError
+        from tasks.core.recipe import load_recipe
         lines = ["l0: &l0 [" + ", ".join(["lol"] * 9) + "]"] + [f"l{i}: &l{i} [" + ", ".join([f"*l{i-1}"] * 9) + "]" for i in range(1, 9)]
         open(sys.argv[1] + "/bomb.yaml", "w").write("model:\\n  options:\\n" + "".join("    " + l + "\\n" for l in lines))
         base = rss(); start = time.perf_counter()
@@ -124,7 +124,7 @@ def peak_probe(name: str, tmp: Path) -> tuple[str, float, float]:
 
 def _cli(*args: str) -> tuple[int, list[str]]:
     """``convforge ARGS`` in this process: (exit code, stderr lines)."""
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -253,8 +253,8 @@ def folder_probes(tmp: Path, row) -> None:
 def export_1d_probe(tmp: Path, row) -> None:
     import mlflow
 
-    from tasks.recipe import load_recipe
-    from tasks.trainer import train
+    from tasks.core.recipe import load_recipe
+    from tasks.core.trainer import train
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'rows.db'}"
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])

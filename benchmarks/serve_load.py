@@ -59,7 +59,7 @@ def register_model(tmp: Path) -> str:
     from pipelines.catalog import load_arrays
     from pipelines.decode import decode_image
     from serving.export import export_classifier
-    from tasks.model_registry import register_export
+    from tasks.core.model_registry import register_export
 
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

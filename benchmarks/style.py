@@ -27,7 +27,7 @@ from benchmarks.machine import table, write_section  # noqa: E402
 
 
 def steps_per_second(content, style, size: int, steps: int) -> float:
-    from tasks.style_transfer import StyleSettings, optimise
+    from tasks.workflows.style_transfer import StyleSettings, optimise
 
     h = optimise(content, style, StyleSettings(steps=steps, size=size), verbose=0).history["seconds"]
     return (len(h) - 1) / (h[-1] - h[0])  # step 1 includes tracing: excluded
@@ -35,7 +35,7 @@ def steps_per_second(content, style, size: int, steps: int) -> float:
 
 def time_to_loss(content, style, optimizer: str, budget: float, max_steps: int):
     """(seconds, steps) until J <= J(first step) / 10, or None if not reached in the budget."""
-    from tasks.style_transfer import StyleSettings, optimise
+    from tasks.workflows.style_transfer import StyleSettings, optimise
 
     state = {"target": None, "hit": None}
     start = time.perf_counter()
@@ -64,7 +64,7 @@ def stylizer_images_per_second(size: int, batch: int, seconds: float = 5.0) -> f
     import numpy as np
 
     from models.transform_net import stylize, transform_net
-    from tasks.fast_style import FastStyleSettings
+    from tasks.workflows.fast_style import FastStyleSettings
 
     s = FastStyleSettings()
     net = transform_net(s.filters, s.residual_blocks)
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per time-to-loss run (default 120)")
     args = parser.parse_args(argv)
 
-    from tasks.style_transfer import load_image
+    from tasks.workflows.style_transfer import load_image
 
     content, style = load_image("chelsea"), load_image("starry_night")
     load = os.getloadavg()[0]

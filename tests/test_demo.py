@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.catalog import load_arrays
 from serving.loader import load_export, predict_arrays
-from tasks.demo import EXPORT_NAME, main
+from tasks.workflows.demo import EXPORT_NAME, main
 
 TINY = ["data.image_size=[32,32]", "data.train_limit=64", "data.test_limit=40", "train.batch_size=32",
         "transfer.stages=[{train: head, epochs: 2}, {train: top_k, k: 1, epochs: 1, schedule: cosine}]"]

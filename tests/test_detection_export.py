@@ -8,10 +8,10 @@ import pytest
 from pipelines.catalog import load_arrays
 from pipelines.scenes import background_photos, make_scenes
 from serving.loader import load_export, predict_arrays
-from tasks.cli import main
-from tasks.detection import predict_detections
-from tasks.recipe import load_recipe
-from tasks.trainer import train
+from tasks.cli.main import main
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import train
+from tasks.problems.detection import predict_detections
 
 TINY = ["scenes.train=48", "scenes.val=8", "scenes.test=8", "train.epochs=1", "train.steps_per_epoch=3",
         "train.batch_size=16", "model.options={width: 4}", "detection.score_threshold=0.02",

@@ -8,9 +8,9 @@ from models.localisation import LocalisationLoss, decode_localisation, encode_lo
 from pipelines.catalog import load_arrays
 from pipelines.scenes import background_photos, make_scenes
 from serving.loader import load_export, predict_arrays
-from tasks.errors import UserError
-from tasks.localisation import LocalisationTask, augmented_targets, localisation_targets, scene_elements
-from tasks.recipe import load_recipe
+from tasks.core.errors import UserError
+from tasks.core.recipe import load_recipe
+from tasks.problems.localisation import LocalisationTask, augmented_targets, localisation_targets, scene_elements
 
 
 def test_target_vector_round_trip():

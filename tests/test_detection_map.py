@@ -7,7 +7,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from tasks.metrics_map import coco_map, voc_ap, voc_map
+from tasks.evaluation.mean_average_precision import coco_map, voc_ap, voc_map
 
 
 def fixed_prediction_set(seed=7, images=40, classes=4):

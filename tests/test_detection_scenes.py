@@ -80,7 +80,7 @@ def test_written_datasets_load_through_the_annotation_readers(scenes, tmp_path):
 
 
 def test_detection_task_reads_a_written_dataset(scenes, tmp_path):
-    from tasks.detection import load_scene_splits
+    from tasks.problems.detection import load_scene_splits
 
     write_yolo(scenes, tmp_path / "yolo")
     train, val, test = load_scene_splits(f"yolo:{tmp_path / 'yolo'}", [128, 128], {}, seed=0,
@@ -93,7 +93,7 @@ def test_detection_task_reads_a_written_dataset(scenes, tmp_path):
 
 
 def test_scenes_command_writes_a_dataset_the_readers_load(tmp_path):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     assert main(["scenes", str(tmp_path / "voc"), "--format", "voc", "--count", "3", "--seed", "5"]) == 0
     ann = read_voc(tmp_path / "voc", split="train")

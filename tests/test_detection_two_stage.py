@@ -9,10 +9,10 @@ import tensorflow as tf
 from pipelines.catalog import load_arrays
 from pipelines.scenes import background_photos, make_scenes
 from serving.loader import load_export
-from tasks.cli import main
-from tasks.recipe import load_recipe
-from tasks.trainer import train
-from tasks.two_stage import padded_proposals, predict_regions
+from tasks.cli.main import main
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import train
+from tasks.problems.two_stage import padded_proposals, predict_regions
 
 TINY = ["data.dataset=scenes:digits", "data.augment=[]", "scenes.train=32", "scenes.val=8", "scenes.test=8",
         "scenes.fresh=false", "train.epochs=6", "train.batch_size=8", "train.learning_rate=0.002",
@@ -70,7 +70,7 @@ def test_rcnn_export_equals_rcnn_detect_on_real_scenes(workdir):
 
     from models import build
     from models.region_proposals import rcnn_detect, selective_search
-    from tasks.two_stage import export_rcnn
+    from tasks.problems.two_stage import export_rcnn
 
     keras.utils.set_random_seed(3)
     clf = build("window_classifier", (32, 32, 3), 11, width=8, dense=16)
@@ -94,8 +94,8 @@ def test_rcnn_export_equals_rcnn_detect_on_real_scenes(workdir):
 
 
 def test_two_stage_task_refuses_a_one_stage_model_in_one_line():
-    from tasks.errors import UserError
-    from tasks.two_stage import TwoStageDetectionTask
+    from tasks.core.errors import UserError
+    from tasks.problems.two_stage import TwoStageDetectionTask
 
     with pytest.raises(UserError, match="model.name 'yolo'.*fast_rcnn or faster_rcnn"):
         TwoStageDetectionTask(load_recipe("scenes_fast_rcnn", ["model.name=yolo"])).build_inputs()

@@ -134,8 +134,8 @@ def test_yolo_on_a_pretrained_trunk_keeps_the_grid_and_rejects_bad_options():
 
 
 def test_box_aware_augmentation_keeps_targets_on_their_objects():
-    from tasks.detection import DetectionTask
-    from tasks.recipe import load_recipe
+    from tasks.core.recipe import load_recipe
+    from tasks.problems.detection import DetectionTask
 
     recipe = load_recipe("scenes_yolo", ["scenes.train=6", "scenes.val=2", "scenes.test=2", "scenes.fresh=false",
                                          "train.batch_size=6",

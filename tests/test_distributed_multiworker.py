@@ -17,8 +17,8 @@ import mlflow
 import pytest
 
 from pipelines.splits import load_splits
-from tasks.cli import main
-from tasks.distributed import weights_digest
+from tasks.cli.main import main
+from tasks.core.distributed import weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT, EPOCHS = 512, 2
@@ -48,7 +48,7 @@ def env_for(tmp_path, **extra):
 def test_two_workers_identical_weights_sharded_data_chief_only_tracking(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "tasks.cli", "train", *RECIPE, "--distributed"], cwd=tmp_path,
+        subprocess.Popen([sys.executable, "-m", "tasks.cli.main", "train", *RECIPE, "--distributed"], cwd=tmp_path,
                          env=env_for(tmp_path, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in range(2)
@@ -95,9 +95,9 @@ def test_two_workers_identical_weights_sharded_data_chief_only_tracking(tmp_path
 
 MIRRORED = """
 import sys
-from tasks.distributed import make_strategy, train_distributed
+from tasks.core.distributed import make_strategy, train_distributed
 strategy = make_strategy("mirrored", cpu_replicas=2)
-from tasks.recipe import load_recipe
+from tasks.core.recipe import load_recipe
 recipe = load_recipe("fashion_mnist_lenet5", sys.argv[1:])
 result = train_distributed(recipe, strategy, ".")
 print("replicas", strategy.num_replicas_in_sync, "run", result.run_id, "export", result.export_path)

@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from pipelines.catalog import load_arrays
 from serving.loader import load_export, predict_arrays
-from tasks.cli import main
+from tasks.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = str(Path(sys.executable).parent)

@@ -10,7 +10,7 @@ from models.dlib_shape_predictor import ShapePredictor
 from pipelines.face_chips import dlib_chip, pyramid_down
 from pipelines.face_crops import load_rgb
 from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
-from tasks.face_alignment import dlib_aligned_faces
+from tasks.workflows.face_alignment import dlib_aligned_faces
 
 MEDIAN_GOAL = 0.10  # the same face through both pipelines; a decision is at 0.6
 

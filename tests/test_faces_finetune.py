@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.face_crops import load_rgb
 from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
-from tasks.face_alignment import dlib_aligned_faces
+from tasks.workflows.face_alignment import dlib_aligned_faces
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +41,8 @@ def test_two_stage_fine_tuning_from_dlibs_encoder(identities, tmp_path, mlflow_s
     import keras
 
     from serving.face_encoder import FaceEncoder
-    from tasks.recipe import load_recipe
-    from tasks.trainer import train
+    from tasks.core.recipe import load_recipe
+    from tasks.core.trainer import train
 
     recipe = load_recipe("faces_identities", [
         f"data.dataset=folder:{identities}", "data.val_fraction=0.25", "faces.unseen_fraction=0.25",

@@ -10,8 +10,8 @@ from models.dlib_face_resnet import package_weights_path
 from models.dlib_shape_predictor import ShapePredictor
 from pipelines.face_crops import load_rgb
 from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
-from tasks.cli import main
-from tasks.face_landmarks import face_landmarks
+from tasks.cli.main import main
+from tasks.workflows.face_landmarks import face_landmarks
 
 GOAL = 0.08  # mean point error / inter-ocular distance
 

@@ -49,8 +49,8 @@ def test_lite0_recipe_trains_and_its_export_reloads_with_the_same_embeddings(mlf
     import mlflow
 
     from serving.loader import load_export, predict_arrays, predict_bytes
-    from tasks.recipe import load_recipe
-    from tasks.trainer import train
+    from tasks.core.recipe import load_recipe
+    from tasks.core.trainer import train
 
     recipe = load_recipe("faces_fashion_mnist_lite0", [
         "data.train_limit=600", "data.test_limit=200", "model.options.resize=32", "model.options.embedding_dim=16",

@@ -18,7 +18,7 @@ import pytest
 import skimage.data
 
 from pipelines.face_crops import face_crops, load_rgb
-from tasks.cli import main
+from tasks.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +54,8 @@ def photos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Train a tiny encoder on an identity folder of real LFW face crops; returns (workdir, export, run id)."""
-    from tasks.recipe import load_recipe
-    from tasks.trainer import train
+    from tasks.core.recipe import load_recipe
+    from tasks.core.trainer import train
 
     work = tmp_path_factory.mktemp("faces_train")
     root = work / "identities"

@@ -10,7 +10,7 @@ import skimage.data
 
 from pipelines.face_crops import load_rgb
 from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
-from tasks.cli import main
+from tasks.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,7 @@ def test_bad_input_is_one_error_line_and_exit_code_2(photos, capsys, tmp_path):
 def test_export_is_consumed_like_the_builtin_encoder_and_galleries_refuse_another_encoder(photos, capsys, tmp_path):
     from serving.face_encoder import DlibFaceEncoder, FaceEncoder
     from serving.loader import load_export, predict_bytes
-    from tasks.face_alignment import dlib_aligned_faces
+    from tasks.workflows.face_alignment import dlib_aligned_faces
 
     code, out, _ = _run(capsys, "faces", "export", "--export-dir", str(tmp_path / "exports"))
     assert code == 0 and "dlib_face_resnet/1" in out

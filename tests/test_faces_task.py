@@ -6,9 +6,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from tasks.faces import _pairs, one_shot_accuracy
-from tasks.recipe import load_recipe
-from tasks.trainer import train
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import train
+from tasks.problems.faces import _pairs, one_shot_accuracy
 
 
 def test_pairs_give_one_positive_and_one_negative_partner_per_image():

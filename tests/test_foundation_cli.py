@@ -10,13 +10,13 @@ import tensorflow as tf
 from pipelines.catalog import load_arrays
 from pipelines.decode import decode_image
 from serving.export import export_classifier
-from tasks.cli import main
+from tasks.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run([sys.executable, "-m", "tasks.cli.main", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 def test_help_lists_every_command():

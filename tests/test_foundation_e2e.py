@@ -8,8 +8,8 @@ import tensorflow as tf
 from pipelines.catalog import load_arrays
 from serving.export import read_class_names
 from serving.loader import load_export
-from tasks.recipe import load_recipe
-from tasks.trainer import train
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 from pipelines.catalog import load_arrays
-from tasks.recipe import load_recipe
-from tasks.task import get_task_class
+from tasks.core.recipe import load_recipe
+from tasks.core.task import get_task_class
 
 PER_CLASS, CLASSES = 12, (0, 1, 7)
 

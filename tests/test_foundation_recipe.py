@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from tasks.errors import UserError
-from tasks.recipe import RECIPES_DIR, flatten, list_recipes, load_recipe, parse_overrides
+from tasks.core.errors import UserError
+from tasks.core.recipe import RECIPES_DIR, flatten, list_recipes, load_recipe, parse_overrides
 
 
 def test_every_bundled_recipe_validates():

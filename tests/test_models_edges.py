@@ -66,7 +66,7 @@ def test_a_random_3x3_conv_learns_the_vertical_filter():
 
 
 def test_edges_command_writes_the_figure(workdir):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     skimage.io.imsave(workdir / "chelsea.png", skimage.data.chelsea())
     assert main(["edges", str(workdir / "chelsea.png"), "-o", str(workdir / "edges.png")]) == 0

@@ -43,7 +43,7 @@ def test_alexnet_and_googlenet_counts():
 
 
 def test_info_command_prints_vgg16_and_one_by_one(capsys):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     assert main(["info", "vgg16", "--input-shape", "224,224,3", "--classes", "1000"]) == 0
     out = capsys.readouterr().out
@@ -59,7 +59,7 @@ def test_info_command_prints_vgg16_and_one_by_one(capsys):
 
 
 def test_info_reads_a_saved_model_file(tmp_path, capsys):
-    from tasks.cli import main
+    from tasks.cli.main import main
 
     model = models.build("alexnet", (28, 28, 1), 10, small=True, width=0.25, fc_units=64)
     model.save(tmp_path / "alexnet.keras")

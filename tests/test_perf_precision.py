@@ -9,9 +9,9 @@ import tensorflow as tf
 import models
 from pipelines.catalog import load_arrays
 from serving.loader import load_export
-from tasks.errors import UserError
-from tasks.recipe import load_recipe
-from tasks.trainer import train
+from tasks.core.errors import UserError
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import train
 
 SLICE = ["data.train_limit=768", "data.test_limit=256", "train.epochs=2", "train.batch_size=64", "data.augment=[]"]
 

@@ -3,7 +3,7 @@
 import matplotlib.image as mpimg
 import pytest
 
-from tasks.cli import main
+from tasks.cli.main import main
 
 
 @pytest.mark.slow
@@ -18,7 +18,7 @@ def test_preview_grid_for_a_classification_recipe(workdir):
 
 @pytest.mark.slow
 def test_preview_draws_boxes_and_keypoints_on_scenes(workdir):
-    from tasks.commands.augment_preview import _augmented, _samples
+    from tasks.figures.augment_preview import _augmented, _samples
 
     data = {"dataset": "scenes:fashion_mnist", "image_size": [64, 64], "channels": None}
     samples = _samples(data, 2, seed=0)

@@ -8,7 +8,7 @@ from skimage import data
 from pipelines.catalog import load_arrays
 from pipelines.sources import image_folder
 from pipelines.tfrecord import encode_png, files_items, read_shards, write_shards
-from tasks.cli import main
+from tasks.cli.main import main
 
 
 def test_pack_cli_round_trips_fashion_mnist_exactly(tmp_path, monkeypatch):

@@ -27,7 +27,7 @@ from pipelines.identities import identity_dataset, identity_folder
 from pipelines.sources import csv_manifest, image_folder
 from pipelines.splits import load_splits
 from pipelines.tfrecord import example, files_items, read_shards, write_shards
-from tasks.cli import main
+from tasks.cli.main import main
 
 IMAGES, LABELS = real_images(12, 16)
 

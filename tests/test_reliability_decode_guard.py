@@ -16,7 +16,7 @@ from pipelines.decode import MAX_PIXELS_ENV, ImageTooLarge, check_image_bytes, d
 from pipelines.face_crops import load_rgb
 from serving.export import export_classifier
 from serving.loader import predict_bytes
-from tasks.cli import main
+from tasks.cli.main import main
 
 GREY = real_images(1, 28)[0][0][..., 0]
 

@@ -89,8 +89,8 @@ def test_three_processes_exporting_at_once_get_complete_distinct_versions(tmp_pa
 def test_diverged_run_keeps_the_last_good_export_and_its_resume_state(tmp_path, mlflow_store):
     import mlflow
 
-    from tasks.recipe import load_recipe
-    from tasks.trainer import TrainingDiverged, recipe_key, train
+    from tasks.core.recipe import load_recipe
+    from tasks.core.trainer import TrainingDiverged, recipe_key, train
 
     base = {"data": {"dataset": "digits", "image_size": [16, 16], "train_limit": 400, "test_limit": 50},
             "train": {"epochs": 1, "batch_size": 32}, "export": {"name": "digits_model"}}

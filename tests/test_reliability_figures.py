@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from PIL import Image
 from reliability_faults import encode, real_images
 
-from tasks import plots
-from tasks.classification import ClassificationTask
-from tasks.recipe import load_recipe
-from tasks.task import register_task
-from tasks.trainer import train
+from tasks.core.recipe import load_recipe
+from tasks.core.task import register_task
+from tasks.core.trainer import train
+from tasks.figures import plots
+from tasks.problems.classification import ClassificationTask
 
 MAX_PX = 2500  # at plots.save's 110 dpi
 

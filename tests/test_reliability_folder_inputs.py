@@ -10,9 +10,9 @@ from reliability_faults import encode, real_images
 
 from pipelines.sources import csv_manifest, image_folder
 from pipelines.splits import load_splits
-from tasks.cli import main
-from tasks.recipe import load_recipe
-from tasks.trainer import train
+from tasks.cli.main import main
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import train
 
 IMAGES, _ = real_images(8, 16, seed=2)
 

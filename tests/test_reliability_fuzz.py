@@ -1,6 +1,6 @@
 """Fuzzing with hypothesis: random and mutated VOC XML, COCO JSON, YOLO txt, CSV manifests,
 recipe YAML, image bytes and model files fed to the readers and the CLI (in-process
-``tasks.cli.main``). Only clean errors (ValueError from readers, exit code 2 from the CLI),
+``tasks.cli.main.main``). Only clean errors (ValueError from readers, exit code 2 from the CLI),
 never an uncaught exception or a hang (every example has a deadline)."""
 
 import json
@@ -16,9 +16,9 @@ from reliability_faults import BAD_IMAGES, encode, real_images
 from pipelines.annotations import read_coco, read_voc, read_yolo
 from pipelines.decode import check_image_bytes, decode_image
 from pipelines.sources import csv_manifest
-from tasks.cli import main
-from tasks.errors import UserError
-from tasks.recipe import load_recipe
+from tasks.cli.main import main
+from tasks.core.errors import UserError
+from tasks.core.recipe import load_recipe
 
 FUZZ = settings(max_examples=40, deadline=15000, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 GOOD_PNG = encode(real_images(1, 16)[0][0])

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.gallery import MAX_NAME_CHARS, Gallery, GalleryDamaged, display_name
-from tasks.cli import main
+from tasks.cli.main import main
 
 VERSION, DIM = "enc@1", 16
 

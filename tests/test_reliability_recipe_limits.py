@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.cli import main
-from tasks.errors import UserError
-from tasks.recipe import flatten, load_recipe, schema_for
+from tasks.cli.main import main
+from tasks.core.errors import UserError
+from tasks.core.recipe import flatten, load_recipe, schema_for
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["model.options", "data.image_size", "data.service", "data.derive", "data.augment", "description"]
@@ -128,7 +128,7 @@ def _closed_port() -> int:
 def test_an_unreachable_dispatcher_is_one_line_not_a_hang(tmp_path):
     dispatcher = f"grpc://127.0.0.1:{_closed_port()}"
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "tasks.cli", "train", "fashion_mnist_lenet5", "--workdir", str(tmp_path),
+    out = subprocess.run([sys.executable, "-m", "tasks.cli.main", "train", "fashion_mnist_lenet5", "--workdir", str(tmp_path),
                           "--set", f"data.service={{dispatcher: '{dispatcher}'}}"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 2 and time.perf_counter() - start < 60

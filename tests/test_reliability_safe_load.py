@@ -13,7 +13,7 @@ import pytest
 import models
 from models.backbones import build_backbone
 from models.safe_load import UnsafeModelError, load_keras, unsafe_parts
-from tasks.cli import main
+from tasks.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,12 +15,12 @@ import mlflow
 import pytest
 
 from models.safe_load import load_keras
-from tasks.classification import ClassificationTask
-from tasks.cli import main
-from tasks.recipe import load_recipe
-from tasks.task import register_task
-from tasks.tracking import PENDING_FILE, SafeLogger
-from tasks.trainer import recipe_key, train
+from tasks.cli.main import main
+from tasks.core.recipe import load_recipe
+from tasks.core.task import register_task
+from tasks.core.tracking import PENDING_FILE, SafeLogger
+from tasks.core.trainer import recipe_key, train
+from tasks.problems.classification import ClassificationTask
 
 EPOCHS = 4
 

@@ -12,9 +12,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from tasks.checkpoints import IntervalBackup
-from tasks.recipe import load_recipe
-from tasks.trainer import TrainingDiverged, recipe_key, train
+from tasks.core.checkpoints import IntervalBackup
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import TrainingDiverged, recipe_key, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["data.train_limit=3000", "data.test_limit=200", "train.batch_size=32", "export.enabled=false"]
@@ -24,7 +24,7 @@ SMALL = ["data.train_limit=3000", "data.test_limit=200", "train.batch_size=32", 
 def test_kill_9_mid_training_resumes_the_same_run(tmp_path):
     overrides = ["data.train_limit=20000", "data.test_limit=200", "train.batch_size=32", "export.enabled=false", "train.epochs=6",
                  "train.backup_interval_s=0"]
-    args = [sys.executable, "-m", "tasks.cli", "train", "fashion_mnist_lenet5", "--workdir", str(tmp_path)]
+    args = [sys.executable, "-m", "tasks.cli.main", "train", "fashion_mnist_lenet5", "--workdir", str(tmp_path)]
     for o in overrides:
         args += ["--set", o]
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "TF_NUM_INTRAOP_THREADS": "1"}

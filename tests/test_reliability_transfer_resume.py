@@ -11,8 +11,8 @@ import mlflow
 import pytest
 import yaml
 
-from tasks.recipe import load_recipe
-from tasks.trainer import recipe_key
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import recipe_key
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = {
@@ -34,7 +34,7 @@ def test_kill_9_in_stage_2_resumes_in_stage_2(tmp_path):
     recipe_file.write_text(yaml.safe_dump(RECIPE))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    args = [sys.executable, "-m", "tasks.cli", "train", str(recipe_file), "--workdir", str(tmp_path)]
+    args = [sys.executable, "-m", "tasks.cli.main", "train", str(recipe_file), "--workdir", str(tmp_path)]
     backup = tmp_path / "runs" / recipe_key(load_recipe(str(recipe_file))) / "backup"
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

@@ -8,9 +8,9 @@ import tensorflow as tf
 from PIL import Image
 
 from models.transform_net import stylize, transform_net
-from tasks.cli import main
-from tasks.fast_style import FastStyleSettings, crop_dataset, export_stylizer, load_stylizer, train_stylizer
-from tasks.style_transfer import load_image
+from tasks.cli.main import main
+from tasks.workflows.fast_style import FastStyleSettings, crop_dataset, export_stylizer, load_stylizer, train_stylizer
+from tasks.workflows.style_transfer import load_image
 
 TINY = FastStyleSettings(steps=2, batch_size=2, crop_size=32, filters=4, residual_blocks=1,
                          style_weights={"block1_conv2": 0.5, "block2_conv2": 0.5})

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.cli import main
-from tasks.style_transfer import StyleSettings, load_image, optimise, run_style_transfer
+from tasks.cli.main import main
+from tasks.workflows.style_transfer import StyleSettings, load_image, optimise, run_style_transfer
 
 TINY = dict(size=40, content_layer="block3_conv1", style_weights={"block1_conv1": 0.5, "block2_conv1": 0.5})
 

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from models.backbones import build_backbone
 from pipelines.catalog import load_arrays
-from tasks.activation_cache import cached_features
+from tasks.core.activation_cache import cached_features
 
 
 def _data(start, stop):

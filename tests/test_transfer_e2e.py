@@ -10,12 +10,12 @@ import tensorflow as tf
 from models.backbones import backbone_of, build_backbone
 from pipelines.splits import batch, load_splits
 from serving.loader import load_export, predict_arrays
-from tasks.cli import main
-from tasks.ensemble import ensemble_model
-from tasks.multicrop import collect_multicrop
-from tasks.recipe import load_recipe
-from tasks.trainer import train
-from tasks.transfer import keras_file_of_export, keras_file_of_run
+from tasks.cli.main import main
+from tasks.core.recipe import load_recipe
+from tasks.core.trainer import train
+from tasks.evaluation.multicrop import collect_multicrop
+from tasks.problems.transfer import keras_file_of_export, keras_file_of_run
+from tasks.workflows.ensemble import ensemble_model
 
 TINY = ["data.image_size=[32,32]", "data.train_limit=96", "data.test_limit=24", "train.batch_size=32",
         "train.steps_per_epoch=2"]

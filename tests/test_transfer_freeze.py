@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from models.backbones import backbone_blocks, backbone_of
-from tasks.errors import UserError
-from tasks.recipe import load_recipe
-from tasks.task import get_task_class
-from tasks.transfer import keep_best_callback, parse_stages
+from tasks.core.errors import UserError
+from tasks.core.recipe import load_recipe
+from tasks.core.task import get_task_class
+from tasks.problems.transfer import keep_best_callback, parse_stages
 
 
 def _recipe(**transfer):

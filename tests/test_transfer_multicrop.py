@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tasks.multicrop import crop_offsets, enlarge, multicrop, multicrop_probabilities
+from tasks.evaluation.multicrop import crop_offsets, enlarge, multicrop, multicrop_probabilities
 
 
 @pytest.fixture

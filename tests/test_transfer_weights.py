@@ -8,7 +8,7 @@ import pytest
 
 import models.backbones as backbones
 from models.vgg16_hed import WeightsUnavailableError
-from tasks.cli import main
+from tasks.cli.main import main
 
 
 @pytest.fixture

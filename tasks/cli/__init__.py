@@ -1,0 +1,1 @@
+"""The ``convforge`` command line: ``main`` builds the parser, ``commands/`` adds one subcommand per module."""

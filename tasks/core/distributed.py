@@ -1,0 +1,300 @@
+"""Training on several devices or machines with tf.distribute (existing engines only).
+
+Two paths, same recipes, same MLflow logging, same export:
+
+- ``mirrored``: ``tf.distribute.MirroredStrategy`` on one host (all local GPUs,
+  or N logical CPU devices). The normal trainer runs inside the strategy's
+  scope, so training still goes through ``model.fit`` and its callbacks.
+- ``multi-worker``: ``tf.distribute.MultiWorkerMirroredStrategy`` across
+  processes/machines described by ``TF_CONFIG``. Keras 3 ``model.fit`` fails
+  under it (keras-team/keras#20585), so ``train_multi_worker`` is a small custom
+  loop: ``strategy.run`` of one step per replica, losses averaged over the
+  GLOBAL batch with ``tf.nn.compute_average_loss`` (the task's optimizer
+  all-reduces the gradients), the task's own metrics updated from the
+  all-gathered predictions. The training set is sharded with
+  ``AutoShardPolicy.DATA``: every worker reads the same seeded pipeline and
+  keeps its own share of each global batch (``train.batch_size`` is the global
+  batch size).
+
+Only the chief (task ``chief``, or ``worker`` 0 when there is no chief) talks to
+MLflow, evaluates, logs figures and the model, and exports. Checkpoints
+(``tf.train.CheckpointManager``: model, optimizer, epoch) go to
+``<workdir>/runs/<recipe-key>/checkpoint`` written by the chief; the other
+workers save to a throw-away folder, as tf.distribute requires every worker to
+save. Rerunning the same command on every worker resumes from the last finished
+epoch in the same MLflow run (``workdir`` must then be a shared folder).
+
+Example (two workers on one machine, one shell each)::
+
+    TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]},
+                "task": {"type": "worker", "index": 0}}' convforge train fashion_mnist_lenet5 --distributed
+    TF_CONFIG='{... "index": 1}}' convforge train fashion_mnist_lenet5 --distributed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.core import tracking
+from tasks.core.errors import UserError
+from tasks.core.task import RECIPE_ASSET, Inputs, get_task_class
+from tasks.core.trainer import (
+    TrainingDiverged,
+    TrainResult,
+    log_model,
+    log_params,
+    open_run,
+    precision_policy,
+    recipe_key,
+    train,
+)
+
+KINDS = ("multi-worker", "mirrored")
+
+
+def read_tf_config() -> dict:
+    """The parsed ``TF_CONFIG`` (cluster + this task), refused with one clear line when unusable."""
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw:
+        raise UserError("--distributed needs TF_CONFIG, e.g. "
+                        '\'{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}\'')
+    try:
+        config = json.loads(raw)
+        kind, index = config["task"]["type"], int(config["task"]["index"])
+        addresses = config["cluster"][kind]
+        addresses[index]
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise UserError(f"TF_CONFIG {raw[:200]!r} must name a cluster and this task's type and index within it") from None
+    return config
+
+
+def is_chief(config: dict) -> bool:
+    """True for task ``chief``, or for ``worker`` 0 in a cluster without a chief."""
+    task = config["task"]
+    return task["type"] == "chief" or (task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in config["cluster"])
+
+
+def make_strategy(kind: str = "multi-worker", cpu_replicas: int | None = None) -> tf.distribute.Strategy:
+    """Create the strategy; call this before any other TensorFlow work in the process.
+
+    ``cpu_replicas`` (mirrored only) splits the CPU into that many logical devices
+    when no GPU is present (useful to check replica arithmetic on a laptop).
+    """
+    if kind == "multi-worker":
+        read_tf_config()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind != "mirrored":
+        raise UserError(f"--distributed {kind!r} is unknown; use one of {', '.join(KINDS)}")
+    if cpu_replicas and not tf.config.list_physical_devices("GPU"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    return tf.distribute.MirroredStrategy()
+
+
+def train_distributed(recipe: dict, strategy: tf.distribute.Strategy, workdir: str | Path = ".") -> TrainResult:
+    """Train ``recipe`` under ``strategy`` (from ``make_strategy``)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return train_multi_worker(recipe, strategy, workdir)
+    with strategy.scope():  # the model and optimizer capture the strategy; fit distributes the data
+        return train(recipe, workdir)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """SHA-256 of all weights' bytes in order: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+def shard(ds: tf.data.Dataset, strategy: tf.distribute.Strategy, steps: int | None = None):
+    """A globally batched dataset -> its distributed form, split by data (AutoShardPolicy.DATA)."""
+    if steps:
+        ds = ds.take(steps)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(ds.with_options(options))
+
+
+def per_example_loss_fn(loss):
+    """The task's loss as a per-example function ``(y, pred) -> [N]`` (no reduction)."""
+    if isinstance(loss, keras.losses.Loss):
+        return loss.call
+    if callable(loss):
+        return loss
+    raise UserError("distributed training supports tasks with one loss (a keras.losses.Loss or a function); "
+                    f"received {type(loss).__name__}")
+
+
+class _Loop:
+    """The per-replica train/eval steps of one model under a MultiWorkerMirroredStrategy."""
+
+    def __init__(self, strategy, model, loss, metrics):
+        self.strategy, self.model, self.metrics = strategy, model, metrics
+        self.per_example = per_example_loss_fn(loss)
+        self.train_step = tf.function(lambda batch: self._step(batch, True))
+        self.eval_step = tf.function(lambda batch: self._step(batch, False))
+
+    def _replica(self, x, y, training):
+        model = self.model
+        with tf.GradientTape() as tape:
+            pred = model(x, training=training)
+            loss = tf.nn.compute_average_loss(tf.cast(self.per_example(y, pred), tf.float32))
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        if training:
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))  # noqa: B905 (autograph zip takes no strict=)
+        local = tf.stack([tf.cast(tf.shape(y)[0], tf.float64), tf.reduce_sum(tf.cast(y, tf.float64))])
+        return loss, y, tf.cast(pred, tf.float32), local
+
+    def _step(self, batch, training):
+        loss, y, pred, local = self.strategy.run(self._replica, args=(*batch, training))
+        loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        local = tf.add_n(list(self.strategy.experimental_local_results(local)))
+        return loss, self.strategy.gather(y, axis=0), self.strategy.gather(pred, axis=0), local
+
+    def run_epoch(self, dist_ds, training: bool, epoch: int) -> tuple[dict[str, float], np.ndarray]:
+        """One pass; returns (logs like fit's: loss + metrics, this worker's [examples, label sum])."""
+        for m in self.metrics:
+            m.reset_state()
+        total, count, local = 0.0, 0, np.zeros(2)
+        step_fn = self.train_step if training else self.eval_step
+        for step, batch in enumerate(dist_ds):
+            loss, y, pred, seen = step_fn(batch)
+            n = int(tf.shape(y)[0])
+            if training and not math.isfinite(float(loss)):
+                raise TrainingDiverged(f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
+                                       "lower train.learning_rate or check the data")
+            total, count, local = total + float(loss) * n, count + n, local + seen.numpy()
+            for m in self.metrics:
+                m.update_state(y, pred)
+        logs = {"loss": total / max(count, 1)}
+        logs.update({m.name: float(m.result()) for m in self.metrics})
+        return logs, local
+
+
+def train_multi_worker(recipe: dict, strategy: tf.distribute.MultiWorkerMirroredStrategy, workdir: str | Path = ".") -> TrainResult:
+    """The recipe on every worker of ``TF_CONFIG``; the chief tracks, evaluates and exports."""
+    with precision_policy(recipe):
+        return _train_multi_worker(recipe, strategy, Path(workdir))
+
+
+def _train_multi_worker(recipe: dict, strategy, workdir: Path) -> TrainResult:
+    config = read_tf_config()
+    chief, index = is_chief(config), int(config["task"]["index"])
+    keras.utils.set_random_seed(recipe["seed"])
+    task = get_task_class(recipe["task"])(recipe)
+    state = workdir / "runs" / recipe_key(recipe)
+    state.mkdir(parents=True, exist_ok=True)
+
+    run_id, log, resume_id = "", None, None
+    if chief:
+        tracking.configure(workdir)
+        run_id, log, resume_id = open_run(recipe, state)
+    try:
+        result = _train_workers(recipe, task, strategy, state, log, resume_id, workdir, index)
+        if chief:
+            log.end_run("FINISHED")
+    except TrainingDiverged:
+        if chief:
+            log.end_run("FAILED")
+        raise
+    except BaseException:
+        if chief:
+            log.end_run("KILLED")
+        raise
+    if chief:
+        shutil.rmtree(state, ignore_errors=True)
+    return TrainResult(run_id, result[0], result[1], result[2])
+
+
+def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir: Path, index: int):
+    chief = log is not None
+    if chief and not resume_id:
+        log_params(log, recipe)
+        log("log_dict", recipe, RECIPE_ASSET)
+        log("set_tags", {"git_commit": tracking.git_commit(), "task": recipe["task"], "model": recipe["model"]["name"],
+                         "workers": str(strategy.num_replicas_in_sync)})
+    inputs = task.build_inputs()
+    if chief:
+        log("set_tags", {"dataset": recipe["data"]["dataset"], "dataset_fingerprint": inputs.info.get("fingerprint", "")})
+        log("log_dict", {"class_names": inputs.class_names, "input_shape": list(inputs.input_shape)}, "inputs.json")
+    with strategy.scope():
+        model = task.build_model(inputs)
+        task.compile(model, inputs)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_var)
+    save_dir = state / "checkpoint" if chief else Path(tempfile.mkdtemp(prefix=f"worker{index}-", dir=state))
+    manager = tf.train.CheckpointManager(checkpoint, str(save_dir), max_to_keep=1)
+    latest = tf.train.latest_checkpoint(str(state / "checkpoint"))
+    if latest:
+        checkpoint.restore(latest)
+        print(f"worker {index}: resuming after epoch {int(epoch_var.numpy())} from {latest}")
+    loop = _Loop(strategy, model, model.loss, task.build_metrics())
+    steps = recipe["train"]["steps_per_epoch"]
+    train_ds = shard(inputs.train, strategy, steps)
+    val_ds = shard(inputs.val, strategy) if inputs.val is not None else None
+    history: dict[str, list] = {}
+    seen = np.zeros(2)
+    epoch_metrics = tracking.MlflowEpochMetrics(log) if chief else None
+    train_seconds = 0.0
+    for epoch in range(int(epoch_var.numpy()), recipe["train"]["epochs"]):
+        start = time.perf_counter()
+        logs, local = loop.run_epoch(train_ds, True, epoch)
+        epoch_seconds = time.perf_counter() - start
+        train_seconds += epoch_seconds
+        seen += local
+        if val_ds is not None:
+            val_logs, _ = loop.run_epoch(val_ds, False, epoch)
+            logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        print(f"worker {index} epoch {epoch + 1}/{recipe['train']['epochs']} ({epoch_seconds:.2f} s): "
+              + " ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)
+        if epoch_metrics:
+            epoch_metrics.on_epoch_end(epoch, logs)
+        epoch_var.assign(epoch + 1)
+        manager.save()
+    if not chief:
+        shutil.rmtree(save_dir, ignore_errors=True)
+    print(f"worker {index}: trained on {int(seen[0])} examples (label sum {int(seen[1])}) in {train_seconds:.2f} s; "
+          f"weights sha256 {weights_digest(model)}", flush=True)
+    if not chief:
+        return None, {}, history
+    return _finish_on_chief(recipe, task, model, inputs, history, log, workdir)
+
+
+def _finish_on_chief(recipe, task, model, inputs: Inputs, history, log, workdir: Path):
+    """Evaluate, log figures and the model, export: on a plain (strategy-free) copy of the model."""
+    plain = task.build_model(inputs)
+    plain.set_weights(model.get_weights())
+    task.compile(plain, inputs)
+    plain.optimizer.build(plain.trainable_variables)  # carry the optimizer state too (logged with the model)
+    for mine, trained in zip(plain.optimizer.variables, model.optimizer.variables, strict=True):
+        mine.assign(trained.value)
+    metrics = task.evaluate(plain, inputs)
+    log("log_metrics", metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        for png in task.log_figures(plain, inputs, history, Path(tmp)):
+            log("log_artifact", str(png), "figures")
+    log_model(log, plain)
+    export_path = None
+    if recipe["export"]["enabled"]:
+        name = recipe["export"]["name"] or f"{recipe['data']['dataset']}_{recipe['model']['name']}".replace(":", "_").replace("/", "_")
+        export_path = task.export(plain, inputs, workdir / recipe["export"]["dir"], name).resolve()
+        log("set_tag", "export_path", str(export_path))
+    return export_path, metrics, history
+

@@ -1,0 +1,1 @@
+"""The problems: one module per registered Task (``task:`` in a recipe)."""
