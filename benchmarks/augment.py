@@ -72,7 +72,10 @@ def photos(size: int, count: int = 256) -> np.ndarray:
 
 def naive_chain(size: int, images: np.ndarray):
     """The same policy as one albumentations Compose per image (the baseline)."""
-    import albumentations as A
+    try:
+        import albumentations as A  # a benchmark-only dependency: the `bench` / `dev` extra
+    except ImportError as error:
+        raise SystemExit("the naive baseline needs albumentations: pip install -e '.[bench]' (or '.[dev]')") from error
 
     compose = A.Compose([
         A.HorizontalFlip(p=0.5),
