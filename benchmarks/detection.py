@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from models import build  # noqa: E402
-from models.region_proposals import label_regions, rcnn_detect, selective_search, warp_regions  # noqa: E402
+from models.region_proposals import rcnn_detect, selective_search  # noqa: E402
 from models.sliding_windows import (  # noqa: E402
     dense_window_scores,
     naive_window_scores,
@@ -43,8 +43,7 @@ from models.sliding_windows import (  # noqa: E402
 from models.yolo import detect  # noqa: E402
 from tasks.core.recipe import load_recipe  # noqa: E402
 from tasks.problems.detection import DetectionTask, evaluate_detections, predict_detections  # noqa: E402
-
-WINDOW = 48  # sliding-window side in pixels: the scenes' objects are 24-48 px
+from tasks.workflows.region_classifier import WINDOW, rcnn_training_set, window_training_set  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -93,34 +92,6 @@ def class_agnostic(scenes, detections):
     return evaluate_detections(merged, [(b, s, c * 0) for b, s, c in detections])["map50_voc"]
 
 
-def rcnn_training_set(scenes, num_classes: int, rng, per_image: int = 8):
-    crops, labels = [], []
-    for image, boxes, classes in zip(scenes.images, scenes.boxes, scenes.classes, strict=False):
-        proposals = selective_search(image)
-        lab = label_regions(proposals, boxes, classes, background=num_classes)
-        fg, bg = np.nonzero((lab >= 0) & (lab < num_classes))[0], np.nonzero(lab == num_classes)[0]
-        pick = np.concatenate([rng.permutation(fg)[:per_image], rng.permutation(bg)[:per_image]])
-        regions = np.concatenate([boxes, proposals[pick]])
-        crops.append(warp_regions(image, regions, 32).numpy())
-        labels.append(np.concatenate([classes, lab[pick]]))
-    return np.concatenate(crops), np.concatenate(labels)
-
-
-def window_training_set(scenes, num_classes: int, rng, window: int = 32):
-    """Square windows centred on objects (their class) and random background windows."""
-    crops, labels = [], []
-    for image, boxes, classes in zip(scenes.images, scenes.boxes, scenes.classes, strict=False):
-        h, w = image.shape[:2]
-        for (y0, x0, y1, x1), c in zip(boxes, classes, strict=False):
-            cy, cx, side = (y0 + y1) / 2, (x0 + x1) / 2, max(y1 - y0, x1 - x0)
-            crops.append(warp_regions(image, [[cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2]], window)[0])
-            labels.append(c)
-        oy, ox = rng.integers(0, h - window), rng.integers(0, w - window)
-        crops.append(image[oy : oy + window, ox : ox + window])
-        labels.append(num_classes)
-    return np.stack([np.asarray(c) for c in crops]), np.array(labels)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-scenes", type=int, default=4000)
@@ -158,10 +129,9 @@ def main() -> None:
     # -- two-stage: R-CNN on selective-search proposals ---------------------------
     t = time.perf_counter()
     crops, labels = rcnn_training_set(task.train_scenes.subset(slice(0, args.rcnn_train_scenes)), k, rng)
-    keep = labels >= 0
     clf = build("window_classifier", (32, 32, 3), k + 1, width=32, dense=128)
     clf.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    clf.fit(crops[keep], labels[keep], batch_size=64, epochs=15, verbose=0)
+    clf.fit(crops, labels, batch_size=64, epochs=15, verbose=0)
     rcnn_train_s = time.perf_counter() - t
     n = min(args.speed_scenes, len(test))
     sub = test.subset(slice(0, n))

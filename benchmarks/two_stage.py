@@ -42,7 +42,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.detection import ClockSchedule, rcnn_training_set, train_yolo  # noqa: E402
+from benchmarks.detection import ClockSchedule, train_yolo  # noqa: E402
 from models import build  # noqa: E402
 from models.fast_rcnn import detect_regions  # noqa: E402
 from models.region_proposals import rcnn_detect, selective_search  # noqa: E402
@@ -51,6 +51,7 @@ from models.yolo import detect  # noqa: E402
 from tasks.core.recipe import load_recipe  # noqa: E402
 from tasks.problems.detection import DetectionTask, evaluate_detections, predict_detections  # noqa: E402
 from tasks.problems.two_stage import TwoStageDetectionTask, export_rcnn, padded_proposals, predict_regions  # noqa: E402
+from tasks.workflows.region_classifier import rcnn_training_set  # noqa: E402
 
 
 def scenes_overrides(args) -> list[str]:
@@ -81,14 +82,13 @@ def train_two_stage(recipe_name: str, args, budget_s: float):
 
 def train_rcnn(task, args, k: int, budget_s: float, rng):
     crops, labels = rcnn_training_set(task.train_scenes.subset(slice(0, args.rcnn_train_scenes)), k, rng)
-    keep = labels >= 0
     clf = build("window_classifier", (32, 32, 3), k + 1, width=32, dense=128)
     clf.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     start = time.perf_counter()
     stop = keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)
     clock = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: setattr(
         clf, "stop_training", clf.stop_training or time.perf_counter() - start > budget_s))
-    history = clf.fit(crops[keep], labels[keep], batch_size=64, epochs=500, verbose=0, validation_split=0.1,
+    history = clf.fit(crops, labels, batch_size=64, epochs=500, verbose=0, validation_split=0.1,
                       callbacks=[stop, clock])
     return clf, {"seconds": time.perf_counter() - start, "epochs": len(history.history["loss"]),
                  "crops": int(keep.sum())}
