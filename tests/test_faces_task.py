@@ -36,14 +36,17 @@ def test_one_shot_accuracy_is_exact_on_separated_clusters():
 def test_binary_head_recipe_trains_exports_threshold_and_logs_roc(mlflow_store, workdir):
     recipe = load_recipe("faces_fashion_mnist", [
         "faces.loss=binary", "faces.p=5", "faces.k=4", "data.train_limit=3000", "data.test_limit=300",
-        "model.options.widths=[8, 16]", "model.options.embedding_dim=16", "train.epochs=1", "train.steps_per_epoch=15",
+        "model.options.widths=[8, 16]", "model.options.embedding_dim=16", "train.epochs=1", "train.steps_per_epoch=120",
         "faces.max_pairs=4000",
     ])
     result = train(recipe, workdir)
     m = result.metrics
     assert {"val_auc", "val_eer", "threshold", "test_auc", "test_eer", "test_accuracy", "test_one_shot_accuracy", "test_head_auc"} <= set(m)
     assert m["test_auc"] > 0.6  # better than chance on classes never trained on
-    assert 0.0 <= m["test_head_auc"] <= 1.0  # the head scores pairs too (it needs more steps to beat chance)
+    # The logistic head scores the same unseen-identity pairs: after 120 steps it beats chance by a margin
+    # (measured 0.734 / 0.736 / 0.687 with seeds 42 / 1 / 2; 0.31 after 15 steps, 0.61-0.71 after 60). A head whose
+    # score is read with the wrong sign, or on the wrong pairs, lands near 1 - AUC or 0.5 and fails.
+    assert m["test_head_auc"] > 0.6
     meta = json.loads((result.export_path / "assets" / "verification.json").read_text())
     assert meta["threshold"] == pytest.approx(m["threshold"]) and meta["loss"] == "binary" and meta["input_shape"] == [28, 28, 1]
     client = mlflow.MlflowClient()
