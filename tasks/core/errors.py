@@ -33,3 +33,15 @@ def first_line(err: BaseException, limit: int = 200) -> str:
     text = re.sub(r"\{\{[^}]*\}\}\s*", "", getattr(err, "message", None) or str(err))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return (lines[0] if lines else type(err).__name__)[:limit]
+
+
+def clean_message(err: BaseException, limit: int = 200) -> str:
+    """``first_line(err)``, where a ``KeyError`` gives its message without the quotes ``str`` adds.
+
+    Example:
+        >>> clean_message(KeyError("unknown model 'lenet6'; try lenet5"))
+        "unknown model 'lenet6'; try lenet5"
+    """
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        err = Exception(err.args[0])  # str(KeyError) is the repr of its message
+    return first_line(err, limit)

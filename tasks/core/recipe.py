@@ -1,12 +1,17 @@
 """Recipes: one YAML file = one experiment.
 
 A recipe is a nested mapping validated against a schema of defaults: the base
-schema below merged with the chosen task's ``defaults``. Unknown keys and
-ill-typed values are refused with one line naming the key. ``--set a.b=v``
-overrides any field (``v`` is parsed as YAML: ``--set train.epochs=3``).
+schema (the typed sections of ``tasks.core.recipe_sections``) merged with the
+chosen task's ``defaults``. Unknown keys are refused with one line naming the
+key and the closest known one; ill-typed values with one line naming the key
+and the type it needs. ``--set a.b=v`` overrides any field (``v`` is parsed as
+YAML: ``--set train.epochs=3``). ``typed_recipe(recipe)`` (or ``Task.config``)
+gives the typed view: ``config.train.epochs``.
 
-Free-form mappings (``model.options`` and any key whose default is ``{}``) take
-any keys; a default of ``None`` accepts any type. Every value is bounded in
+Base fields are typed by their dataclass annotations; task fields by their
+default's type. Free-form mappings (``model.options`` and any key whose
+default is ``{}``) take any keys; a task default of ``None`` accepts any type.
+Every value is bounded in
 size and depth (YAML alias bombs are refused at once) and every known value is
 range-checked before anything runs (``tasks.core.recipe_limits``); error lines
 quote at most a few dozen characters of what they received.
@@ -20,6 +25,8 @@ Example:
 from __future__ import annotations
 
 import copy
+import difflib
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,41 +35,11 @@ import yaml
 
 from tasks.core.errors import UserError, quote
 from tasks.core.recipe_limits import MAX_RECIPE_BYTES, check_ranges, check_size
+from tasks.core.recipe_sections import base_schema, check_value, declared_type, typed_recipe
 
 RECIPES_DIR = Path(__file__).parents[1] / "recipes"
 
-BASE_SCHEMA: dict[str, Any] = {
-    "task": "classification",
-    "seed": 42,
-    "description": "",
-    "data": {
-        "dataset": "fashion_mnist",  # catalog name, or folder:PATH / csv:PATH
-        "val_fraction": 0.1,
-        "train_limit": None,  # keep the first N training examples (after the seeded shuffle)
-        "test_limit": None,
-        "image_size": None,  # [H, W] to resize to, None keeps the native size
-        "channels": None,  # 1 or 3 to convert, None keeps the native channels
-        "augment": [],  # augmentation policy: a list of names or {name: {...}}
-        "derive": None,  # rows | raster | {clip: {frames: 8, step: 2}}: images as 1D sequences / 3D clips
-        "shuffle_buffer": 10000,  # streamed (file) sets; in-memory sets get a full permutation each epoch
-        "service": None,  # {dispatcher: grpc://host:port, mode: ...}: augment on tf.data service workers
-    },
-    "model": {"name": "lenet5", "options": {}},
-    "train": {
-        "epochs": 10,
-        "batch_size": 128,
-        "optimizer": "adam",
-        "learning_rate": 0.001,
-        "schedule": "constant",  # constant | cosine (decays to 0 over all epochs)
-        "weight_decay": 0.0,
-        "precision": "float32",
-        "early_stopping": 0,  # patience in epochs, 0 = off
-        "backup_interval_s": 30,  # resume checkpoint at an epoch end at most this often (0: every epoch)
-        "steps_per_epoch": None,
-    },
-    "export": {"enabled": True, "dir": "exports", "name": None},
-    "mlflow": {"experiment": "convforge", "run_name": None},
-}
+BASE_SCHEMA: dict[str, Any] = base_schema()  # declared, with types and comments, in tasks.core.recipe_sections
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -77,10 +54,40 @@ def merge(base: dict, extra: dict) -> dict:
 
 
 def schema_for(task_name: str) -> dict:
-    """The full schema (defaults) of recipes for ``task_name``."""
-    from tasks.core.task import get_task_class
+    """The full schema (defaults) of recipes for ``task_name``: the base schema merged with the task's ``defaults``.
 
-    return merge(BASE_SCHEMA, get_task_class(task_name).defaults)
+    The defaults are read from the task module's source where they can be
+    (``tasks.core.task_defaults``), so reading a recipe needs no TensorFlow.
+
+    Example:
+        >>> schema_for("classification")["data"]["test_fraction"]
+        0.1
+    """
+    from tasks.core.task_defaults import static_defaults
+
+    registry = sys.modules.get("tasks.core.task")
+    defaults = None
+    if registry is None or task_name not in registry._TASKS:
+        defaults = static_defaults(task_name)
+    if defaults is None:  # registered elsewhere (a test's own task), or not declared as plain data
+        from tasks.core.task import get_task_class
+
+        defaults = get_task_class(task_name).defaults
+    return merge(BASE_SCHEMA, defaults)
+
+
+def unknown_key(name: str, known: Iterable) -> UserError:
+    """The error for an unknown recipe key: the closest known key ("did you mean"), then the known keys.
+
+    Example:
+        >>> str(unknown_key("train.epoch", ["epochs", "batch_size"]))
+        "unknown recipe key 'train.epoch'; did you mean 'train.epochs'? known keys here: batch_size, epochs"
+    """
+    prefix, _, key = name.rpartition(".")
+    names = sorted(str(k) for k in known)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f"did you mean {(prefix + '.' if prefix else '') + close[0]!r}? " if close else ""
+    return UserError(f"unknown recipe key {quote(name)}; {hint}known keys here: {', '.join(names)}")
 
 
 def validate(values: dict, schema: dict, prefix: str = "") -> dict:
@@ -91,8 +98,7 @@ def validate(values: dict, schema: dict, prefix: str = "") -> dict:
     for key, value in values.items():
         name = f"{prefix}{key}"
         if key not in schema:
-            known = ", ".join(sorted(schema))
-            raise UserError(f"unknown recipe key {quote(name)}; known keys here: {known}")
+            raise unknown_key(name, schema)
         default = schema[key]
         if isinstance(default, dict) and default:
             out[key] = validate(value, default, name + ".")
@@ -101,7 +107,8 @@ def validate(values: dict, schema: dict, prefix: str = "") -> dict:
                 raise UserError(f"recipe key {name!r} must be a mapping; received {quote(value)}")
             out[key] = copy.deepcopy(value)
         else:
-            out[key] = _check_type(name, value, default)
+            hint = declared_type(name)
+            out[key] = check_value(name, value, hint) if hint is not None else _check_type(name, value, default)
     return out
 
 
@@ -191,6 +198,7 @@ def load_recipe(name_or_path: str | Path | dict, overrides: Iterable[str] = (), 
         raise UserError(f"recipe key 'task' must be a task name; received {quote(task_name)}")
     recipe = validate(raw, schema_for(task_name))
     check_ranges(recipe, services=check_services)
+    typed_recipe(recipe)  # the typed sections build from it (tasks read them as Task.config)
     return recipe
 
 

@@ -22,7 +22,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from tasks.core.errors import UserError, quote
+from tasks.core.errors import UserError, clean_message, quote
+from tasks.core.recipe_sections import Recipe, typed_recipe
 
 _TASKS: dict[str, type[Task]] = {}
 RECIPE_ASSET = "recipe.yaml"  # the resolved recipe, logged to MLflow and shipped in exports
@@ -82,21 +83,60 @@ class Task:
     def __init__(self, recipe: dict):
         self.recipe = recipe
 
+    @property
+    def tracker(self):
+        """The ``tracking.SafeLogger`` every MLflow write of the task goes through (nested runs, extra metrics).
+
+        The run lifecycle hands its own in (an outage then queues the task's
+        calls with the run's); outside one, a logger queuing under ``./runs/``.
+        """
+        if getattr(self, "_tracker", None) is None:
+            from tasks.core import tracking
+
+            self._tracker = tracking.SafeLogger(tracking.spill_dir(".", self.name))
+        return self._tracker
+
+    @tracker.setter
+    def tracker(self, log) -> None:
+        self._tracker = log
+
     # -- hooks -----------------------------------------------------------------
     def build_inputs(self) -> Inputs:
         raise NotImplementedError
 
-    def build_model(self, inputs: Inputs) -> keras.Model:
-        from models import build
+    @property
+    def config(self) -> Recipe:
+        """The typed view of ``self.recipe`` (``self.config.train.epochs``); built afresh, so never stale."""
+        return typed_recipe(self.recipe)
 
-        spec = self.recipe["model"]
+    def model_options(self, inputs: Inputs) -> dict[str, Any]:
+        """Keyword arguments for ``models.build``: ``model.options``; tasks add their own (anchors, landmarks...)."""
+        return dict(self.config.model.options)
+
+    def finish_model(self, model: keras.Model, inputs: Inputs) -> keras.Model:
+        """What ``build_model`` returns for the built network: checked or wrapped by tasks that need it."""
+        return model
+
+    def build_model(self, inputs: Inputs) -> keras.Model:
+        """``models.build(model.name, ...)`` with ``model_options``, then ``finish_model``; build errors are one line.
+
+        Example:
+            >>> task = get_task_class("classification")(load_recipe("fashion_mnist_lenet5"))
+            >>> task.build_model(Inputs(None, None, None, (28, 28, 1), list("0123456789"))).name
+            'lenet5'
+        """
+        from models import build
+        from models.vgg16_hed import WeightsUnavailableError
+
+        name, options = self.config.model.name, self.model_options(inputs)
         try:
-            return build(spec["name"], inputs.input_shape, len(inputs.class_names), **spec["options"])
-        except KeyError as err:
-            raise UserError(str(err).strip("\"'")) from None
-        except (TypeError, ValueError) as err:
-            raise UserError(f"model {quote(spec['name'])} with options {quote(spec['options'])} on input {inputs.input_shape}: "
-                            f"{str(err)[:200]}") from None
+            model = build(name, inputs.input_shape, len(inputs.class_names), **options)
+        except WeightsUnavailableError as err:
+            raise UserError(f"model.options.weights: {err}; pass a local file with --set model.options.weights=PATH") from None
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"model {quote(name)} with options {quote(options, 60)} on input {inputs.input_shape}: "
+                            f"{clean_message(err)}") from None
+        return self.finish_model(model, inputs)
 
     def inference_model(self, model: keras.Model) -> keras.Model:
         """The model that is evaluated, logged and served (training-only outputs dropped)."""

@@ -278,16 +278,10 @@ class DetectionTask(Task):
     def fit(self, model: keras.Model, inputs: Inputs, callbacks: list) -> keras.callbacks.History:
         return fit_scenes(model, inputs, callbacks, self.recipe, self._fresh())
 
-    def build_model(self, inputs: Inputs) -> keras.Model:
-        from models import build
-
-        spec = self.recipe["model"]
-        options = {"anchors": self.anchors.tolist(), **spec["options"]}
+    def model_options(self, inputs: Inputs) -> dict:
+        options = {"anchors": self.anchors.tolist(), **super().model_options(inputs)}
         self.anchors = np.asarray(options["anchors"], np.float32)
-        try:
-            return build(spec["name"], inputs.input_shape, len(inputs.class_names), **options)
-        except (KeyError, TypeError, ValueError) as err:
-            raise UserError(f"model {spec['name']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+        return options
 
     def build_losses(self):
         det = self.recipe["detection"]

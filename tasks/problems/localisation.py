@@ -24,11 +24,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 import yaml
 
+from models.boxes import corners_from_midpoint, iou_np
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
 from pipelines.augment import augment_dataset, validate_policy
 from pipelines.decode import decode_image
@@ -36,7 +36,6 @@ from pipelines.scenes import LANDMARK_FLIP, LANDMARK_NAMES, Scenes, scene_stream
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from tasks.core.errors import UserError
 from tasks.core.task import RECIPE_ASSET, Inputs, Task, register_task
-from tasks.evaluation.mean_average_precision import box_iou
 from tasks.figures import plots
 from tasks.figures.detection_drawing import draw_detections, tile, write_png
 from tasks.problems.detection import fit_scenes, load_scene_splits, scene_source, scenes_fingerprint
@@ -85,7 +84,7 @@ def localisation_metrics(scenes: Scenes, outputs: np.ndarray, num_classes: int, 
     d = decode_localisation(outputs, num_classes)
     has = np.array([len(b) > 0 for b in scenes.boxes])
     pos = np.nonzero(has)[0]
-    ious = np.array([box_iou(d["boxes"][i : i + 1], scenes.boxes[i][:1])[0, 0] for i in pos])
+    ious = np.array([iou_np(d["boxes"][i], scenes.boxes[i][0]) for i in pos])
     err = np.array([np.linalg.norm(d["landmarks"][i] - scenes.landmarks[i][0], axis=-1).mean() for i in pos])
     classes = np.array([scenes.classes[i][0] for i in pos])
     return {
@@ -177,15 +176,8 @@ class LocalisationTask(Task):
     def fit(self, model, inputs, callbacks):
         return fit_scenes(model, inputs, callbacks, self.recipe, bool(self.recipe["scenes"]["fresh"]))
 
-    def build_model(self, inputs: Inputs) -> keras.Model:
-        from models import build
-
-        spec = self.recipe["model"]
-        options = {"landmarks": len(LANDMARK_NAMES), **spec["options"]}
-        try:
-            return build(spec["name"], inputs.input_shape, len(inputs.class_names), **options)
-        except (KeyError, TypeError, ValueError) as err:
-            raise UserError(f"model {spec['name']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+    def model_options(self, inputs: Inputs) -> dict:
+        return {"landmarks": len(LANDMARK_NAMES), **super().model_options(inputs)}
 
     def build_losses(self):
         cfg = self.recipe["localisation"]
@@ -222,8 +214,7 @@ class LocalisationTask(Task):
 
         def serve(images):
             y = tf.cast(model(images, training=False), tf.float32)
-            bx, by, bw, bh = y[:, 1], y[:, 2], y[:, 3], y[:, 4]
-            boxes = tf.stack([by - bh / 2, bx - bw / 2, by + bh / 2, bx + bw / 2], -1)[:, None]
+            boxes = corners_from_midpoint(y[:, 1:5])[:, None]
             present = y[:, 0] > threshold
             return {
                 "detection_boxes": tf.clip_by_value(boxes, 0.0, 1.0),

@@ -44,10 +44,11 @@ import numpy as np
 import yaml
 
 from pipelines.decode import decode_image
-from pipelines.splits import batch, load_splits
+from pipelines.splits import batch
 from serving.export import CLASS_NAMES_FILE, export_classifier, export_image_model
 from tasks.core.activation_cache import cached_features, feature_dataset
 from tasks.core.checkpoints import IntervalBackup
+from tasks.core.data_splits import load_splits_for
 from tasks.core.errors import UserError
 from tasks.core.task import RECIPE_ASSET, Inputs, compile_model, make_optimizer, progress_verbosity, register_task
 from tasks.evaluation.multicrop import MODES, collect_multicrop, multicrop_probabilities
@@ -186,20 +187,13 @@ class TransferTask(ClassificationTask):
         return super().build_inputs()
 
     # -- model -------------------------------------------------------------------
-    def build_model(self, inputs: Inputs) -> keras.Model:
-        from models import build
-        from models.vgg16_hed import WeightsUnavailableError
-
-        spec = self.recipe["model"]
-        options = dict(spec["options"])
+    def model_options(self, inputs: Inputs) -> dict:
+        options = super().model_options(inputs)
         if "weights" in options:
             options["weights"] = self.resolve_weights(options["weights"])
-        try:
-            model = build(spec["name"], inputs.input_shape, len(inputs.class_names), **options)
-        except WeightsUnavailableError as err:
-            raise UserError(f"model.options.weights: {err}; {FIX}") from None
-        except (KeyError, ValueError, TypeError) as err:
-            raise UserError(f"model {spec['name']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+        return options
+
+    def finish_model(self, model: keras.Model, inputs: Inputs) -> keras.Model:
         names = {layer.name for layer in model.layers}
         if not {"backbone", "head"} <= names:
             raise UserError("task transfer needs a model with 'backbone' and 'head' parts; use model.name: transfer_classifier")
@@ -293,9 +287,8 @@ class TransferTask(ClassificationTask):
         data = self.recipe["data"]
         if not data["augment"]:
             return inputs.train
-        splits = load_splits(data["dataset"], self.recipe["seed"], data["val_fraction"], data["test_fraction"],
-                             data["train_limit"], data["test_limit"], data["image_size"], data["channels"])
-        return batch(splits.train, self.recipe["train"]["batch_size"])
+        splits = load_splits_for(self.config.data, self.config.seed)
+        return batch(splits.train, self.config.train.batch_size)
 
     # -- evaluation and export -----------------------------------------------------
     def evaluate(self, model: keras.Model, inputs: Inputs) -> dict[str, float]:
@@ -369,7 +362,7 @@ def keras_file_of_export(path: Path, out_dir: Path) -> Path:
         raise UserError(f"model.options.weights {version}: the export carries no recipe; use run:<id> or {FIX}")
     recipe = yaml.safe_load(recipe_file.read_text())
     data, spec = recipe["data"], recipe["model"]
-    shape = load_splits(data["dataset"], recipe["seed"], 0.0, 0.0, 1, 1, data.get("image_size"), data.get("channels")).input_shape
+    shape = load_splits_for(data, recipe["seed"], val_fraction=0.0, test_fraction=0.0, train_limit=1, test_limit=1).input_shape
     options = {**spec.get("options", {}), **({"weights": None} if "weights" in spec.get("options", {}) else {})}
     model = build(spec["name"], shape, len(read_class_names(version)), **options)
     served = {v.name.split(":")[0]: v for v in tf.saved_model.load(str(version)).variables}

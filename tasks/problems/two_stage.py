@@ -189,14 +189,13 @@ class TwoStageDetectionTask(DetectionTask):
         return ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     # -- model ----------------------------------------------------------------------------------------------
-    def build_model(self, inputs: Inputs) -> keras.Model:
-        from models import build
+    def model_options(self, inputs: Inputs) -> dict:
+        return dict(self.config.model.options)  # no YOLO anchors: proposals come from the RPN or selective search
 
-        spec, det = self.recipe["model"], self.recipe["detection"]
-        try:
-            self.inference = build(spec["name"], inputs.input_shape, len(inputs.class_names), **spec["options"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise UserError(f"model {spec['name']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+    def finish_model(self, model: keras.Model, inputs: Inputs) -> keras.Model:
+        """The inference model, wrapped in the training model that adds each stage's loss."""
+        self.inference = model
+        det = self.recipe["detection"]
         return two_stage_training_model(self.inference, self.num_classes, det["max_boxes"], det["rois_per_image"],
                                         det["fg_fraction"], det["rpn_batch"], det["train_proposals"],
                                         det["box_weight"], seed=self.recipe["seed"])
