@@ -21,14 +21,16 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from models.boxes import corners_from_midpoint, midpoint_from_corners
+
 DELTA_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 MAX_LOG_SCALE = float(np.log(1000.0 / 16))  # exp() cap when decoding raw predictions
 
 
 def _centre_size(boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    h = boxes[..., 2] - boxes[..., 0]
-    w = boxes[..., 3] - boxes[..., 1]
-    return boxes[..., 0] + 0.5 * h, boxes[..., 1] + 0.5 * w, h, w
+    """Corner boxes -> ``(cy, cx, h, w)``, the order of the deltas."""
+    cx, cy, w, h = tf.unstack(midpoint_from_corners(boxes), axis=-1)
+    return cy, cx, h, w
 
 
 def encode_deltas(boxes, reference, weights=DELTA_WEIGHTS, eps: float = 1e-6) -> tf.Tensor:
@@ -56,7 +58,7 @@ def decode_deltas(deltas, reference, weights=DELTA_WEIGHTS) -> tf.Tensor:
     cx = ax + d[..., 1] / wx * aw
     h = ah * tf.exp(tf.minimum(d[..., 2] / wh, MAX_LOG_SCALE))
     w = aw * tf.exp(tf.minimum(d[..., 3] / ww, MAX_LOG_SCALE))
-    return tf.stack([cy - 0.5 * h, cx - 0.5 * w, cy + 0.5 * h, cx + 0.5 * w], axis=-1)
+    return corners_from_midpoint(tf.stack([cx, cy, w, h], axis=-1))
 
 
 def smooth_l1(x, beta: float = 1.0):

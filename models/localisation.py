@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.boxes import corners_from_midpoint, midpoint_from_corners
 from models.registry import register
 
 
@@ -34,8 +35,7 @@ def encode_localisation(box, cls, landmarks, num_classes: int, num_landmarks: in
     y = np.zeros(5 + num_classes + 2 * num_landmarks, np.float32)
     if box is None:
         return y
-    y0, x0, y1, x1 = np.asarray(box, np.float32)
-    y[:5] = [1.0, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
+    y[0], y[1:5] = 1.0, midpoint_from_corners(np.asarray(box, np.float32))
     y[5 + int(cls)] = 1.0
     y[5 + num_classes :] = np.asarray(landmarks, np.float32).reshape(-1)
     return y
@@ -45,11 +45,10 @@ def decode_localisation(y, num_classes: int) -> dict[str, np.ndarray]:
     """Split ``[N, 5 + C + 2K]`` outputs: ``pc [N]``, ``boxes [N, 4]`` (ymin, xmin, ymax, xmax),
     ``classes [N]``, ``class_scores [N]``, ``landmarks [N, K, 2]`` (x, y)."""
     y = np.asarray(y, np.float32)
-    bx, by, bw, bh = y[:, 1], y[:, 2], y[:, 3], y[:, 4]
     probs = y[:, 5 : 5 + num_classes]
     return {
         "pc": y[:, 0],
-        "boxes": np.stack([by - bh / 2, bx - bw / 2, by + bh / 2, bx + bw / 2], axis=1),
+        "boxes": corners_from_midpoint(y[:, 1:5]),
         "classes": probs.argmax(axis=1),
         "class_scores": probs.max(axis=1),
         "landmarks": y[:, 5 + num_classes :].reshape(len(y), -1, 2),

@@ -102,24 +102,3 @@ def batched_nms(
     one_hot = tf.one_hot(tf.cast(classes, tf.int32), num_classes, dtype=tf.float32)
     return class_nms(boxes, one_hot * scores[..., None], score_threshold, iou_threshold, max_detections)
 
-
-def nms_one_image(
-    boxes,
-    scores,
-    classes,
-    num_classes: int,
-    score_threshold: float = SCORE_THRESHOLD,
-    iou_threshold: float = IOU_THRESHOLD,
-    max_detections: int = 100,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``batched_nms`` for one image; returns NumPy ``(boxes [D, 4], scores [D], classes [D] int)``."""
-    out = batched_nms(
-        np.asarray(boxes)[None], np.asarray(scores)[None], np.asarray(classes)[None],
-        num_classes, score_threshold, iou_threshold, max_detections,
-    )
-    n = int(out["num_detections"][0])
-    return (
-        out["detection_boxes"][0, :n].numpy(),
-        out["detection_scores"][0, :n].numpy(),
-        out["detection_classes"][0, :n].numpy().astype(np.int64),
-    )

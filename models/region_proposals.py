@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from models.iou import iou_matrix
+from models.boxes import iou_matrix
 from models.nms import IOU_THRESHOLD, SCORE_THRESHOLD, class_nms
 
 HIST_BINS = 25

@@ -23,18 +23,18 @@ import keras
 import tensorflow as tf
 
 from models.box_coding import encode_deltas
-from models.iou import iou_pairs
+from models.boxes import iou
 
 
 def best_match(boxes, gt_boxes, gt_valid) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """IoU of every box with every valid ground truth: ``[N, A, 4]`` x ``[N, M, 4]`` -> ``iou [N, A, M]``
     (-1 on padded ground truths), each box's best IoU ``[N, A]`` and its ground-truth index ``[N, A]``."""
-    iou = iou_pairs(tf.cast(boxes, tf.float32)[:, :, None, :], tf.cast(gt_boxes, tf.float32)[:, None, :, :])
-    iou = tf.where(gt_valid[:, None, :], iou, -1.0)
-    if iou.shape[-1] == 0:  # no ground-truth slots at all
-        zero = tf.zeros(tf.shape(iou)[:2])
-        return iou, zero - 1.0, tf.cast(zero, tf.int32)
-    return iou, tf.reduce_max(iou, axis=-1), tf.argmax(iou, axis=-1, output_type=tf.int32)
+    overlap = iou(tf.cast(boxes, tf.float32)[:, :, None, :], tf.cast(gt_boxes, tf.float32)[:, None, :, :])
+    overlap = tf.where(gt_valid[:, None, :], overlap, -1.0)
+    if overlap.shape[-1] == 0:  # no ground-truth slots at all
+        zero = tf.zeros(tf.shape(overlap)[:2])
+        return overlap, zero - 1.0, tf.cast(zero, tf.int32)
+    return overlap, tf.reduce_max(overlap, axis=-1), tf.argmax(overlap, axis=-1, output_type=tf.int32)
 
 
 def sample_balanced(positive, negative, num: int, positive_fraction: float, seed=None):

@@ -9,13 +9,13 @@ per anchor shape, each as ``(pc, tx, ty, tw, th, class logits...)``:
   (offsets inside the cell, in [0, 1]), ``bw = anchor_w * exp(tw)``,
   ``bh = anchor_h * exp(th)`` (may exceed the cell), ``pc = sigmoid(to)``;
 * anchor shapes come from k-means on the training boxes' widths and heights
-  with distance ``1 - IoU`` (``kmeans_anchors``).
+  with distance ``1 - IoU`` (``models.anchors.kmeans_anchors``).
 
 Boxes are normalised ``[ymin, xmin, ymax, xmax]``; anchors are normalised
 ``(w, h)``. The head's output is raw: ``[N, S, S, B, 5 + C]``.
 
 Example:
-    >>> anchors = kmeans_anchors(train_wh, k=3)
+    >>> anchors = kmeans_anchors(train_wh, k=3)            # models.anchors
     >>> model = build("yolo", (128, 128, 3), 10, anchors=anchors.tolist())
     >>> y = encode_targets(boxes, classes, anchors, grid_size=8, num_classes=10)
     >>> dets = detect(model(images), anchors, num_classes=10)   # NMS inside
@@ -27,37 +27,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.boxes import corners_from_midpoint, iou_wh, midpoint_from_corners
 from models.fused_batch_norm import FusedBatchNormalization
-from models.iou import iou_wh
 from models.nms import IOU_THRESHOLD, SCORE_THRESHOLD, class_nms
 from models.registry import register
 
 DEFAULT_ANCHORS = ((0.15, 0.15), (0.25, 0.3), (0.35, 0.35))
-
-
-# -- anchors -------------------------------------------------------------------
-def kmeans_anchors(wh: np.ndarray, k: int, seed: int = 0, iterations: int = 100) -> np.ndarray:
-    """k-means on box shapes ``[N, 2]`` (w, h) with distance ``1 - IoU``; returns ``[k, 2]`` sorted by area."""
-    wh = np.asarray(wh, np.float64)
-    if len(wh) < k:
-        raise ValueError(f"k-means needs at least k={k} boxes; received {len(wh)}")
-    rng = np.random.default_rng(seed)
-    centres = wh[rng.choice(len(wh), k, replace=False)]
-    assign = np.full(len(wh), -1)
-    for _ in range(iterations):
-        new = np.argmax(iou_wh(wh, centres), axis=1)  # nearest = highest IoU
-        if np.array_equal(new, assign):
-            break
-        assign = new
-        for j in range(k):
-            if np.any(assign == j):
-                centres[j] = wh[assign == j].mean(axis=0)
-    return centres[np.argsort(centres.prod(axis=1))].astype(np.float32)
-
-
-def mean_best_iou(wh: np.ndarray, anchors: np.ndarray) -> float:
-    """Average over boxes of the IoU with their best anchor (how well anchors fit)."""
-    return float(iou_wh(wh, anchors).max(axis=1).mean())
 
 
 # -- targets -------------------------------------------------------------------
@@ -76,10 +51,7 @@ def encode_targets(boxes, classes, anchors, grid_size: int, num_classes: int) ->
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     if len(boxes) == 0:
         return y
-    cy = (boxes[:, 0] + boxes[:, 2]) / 2
-    cx = (boxes[:, 1] + boxes[:, 3]) / 2
-    h = boxes[:, 2] - boxes[:, 0]
-    w = boxes[:, 3] - boxes[:, 1]
+    cx, cy, w, h = midpoint_from_corners(boxes).T
     ranks = np.argsort(-iou_wh(np.stack([w, h], 1), anchors), axis=1)
     for i, cls in enumerate(np.asarray(classes).reshape(-1)):
         row = min(int(cy[i] * s), s - 1)
@@ -115,7 +87,7 @@ def decode(grid, anchors, from_logits: bool = True):
     cy = (rows + off_y) / n_cells
     w = anchors[:, 0] * tf.exp(grid[..., 3])
     h = anchors[:, 1] * tf.exp(grid[..., 4])
-    boxes = tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+    boxes = corners_from_midpoint(tf.stack([cx, cy, w, h], axis=-1))
     probs = tf.nn.softmax(grid[..., 5:], axis=-1) if from_logits else grid[..., 5:]
     n = tf.shape(grid)[0]
     return tf.reshape(boxes, [n, -1, 4]), tf.reshape(pc, [n, -1]), tf.reshape(probs, [n, -1, tf.shape(probs)[-1]])

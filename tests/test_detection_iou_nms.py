@@ -1,10 +1,10 @@
-"""IoU against a brute-force loop; per-class NMS against tf.image.non_max_suppression."""
+"""Per-class NMS against tf.image.non_max_suppression (IoU itself: tests/test_detection_boxes.py)."""
 
 import numpy as np
 import tensorflow as tf
 
-from models.iou import iou_matrix, iou_pairs, iou_wh
-from models.nms import batched_nms, class_nms, inclusive_iou_threshold, nms_one_image
+from models.boxes import iou_matrix
+from models.nms import batched_nms, class_nms, inclusive_iou_threshold
 
 
 def random_boxes(rng, n, degenerate=0):
@@ -14,34 +14,12 @@ def random_boxes(rng, n, degenerate=0):
     return np.concatenate([yx, yx + hw], 1).astype(np.float32)
 
 
-def brute_iou(a, b):
-    out = np.zeros((len(a), len(b)))
-    for i, (ay0, ax0, ay1, ax1) in enumerate(a.astype(np.float64)):
-        for j, (by0, bx0, by1, bx1) in enumerate(b.astype(np.float64)):
-            ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-            iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
-            union = (ay1 - ay0) * (ax1 - ax0) + (by1 - by0) * (bx1 - bx0) - ih * iw
-            out[i, j] = ih * iw / union if union > 0 else 0.0
-    return out
-
-
-def test_iou_matrix_equals_brute_force_loop():
-    rng = np.random.default_rng(0)
-    a, b = random_boxes(rng, 40, degenerate=3), random_boxes(rng, 30)
-    b[:5] = a[:5]  # identical boxes: IoU 1
-    got = iou_matrix(a, b).numpy()
-    np.testing.assert_allclose(got, brute_iou(a, b), atol=1e-6)
-    assert np.allclose(np.diag(got[3:5, :5][:, 3:5]), 1.0)  # identical boxes (rows 0-2 have zero height)
-    assert np.all(got[:3] == 0.0)
-    np.testing.assert_allclose(iou_pairs(a[:30], b).numpy(), np.diag(brute_iou(a[:30], b)), atol=1e-6)
-
-
-def test_iou_of_shapes_ignores_position():
-    rng = np.random.default_rng(1)
-    wh_a, wh_b = rng.uniform(0.05, 0.5, (20, 2)), rng.uniform(0.05, 0.5, (5, 2))
-    def corner(wh):
-        return np.concatenate([np.zeros_like(wh), wh[:, ::-1]], 1)  # [0, 0, h, w]
-    np.testing.assert_allclose(iou_wh(wh_a, wh_b), brute_iou(corner(wh_a), corner(wh_b)), atol=1e-9)
+def one_image(boxes, scores, classes, num_classes, score_threshold=0.6, iou_threshold=0.5):
+    """``batched_nms`` for one image as NumPy ``(boxes [D, 4], scores [D], classes [D])``."""
+    out = batched_nms(boxes[None], scores[None], classes[None], num_classes, score_threshold, iou_threshold)
+    n = int(out["num_detections"][0])
+    return (out["detection_boxes"][0, :n].numpy(), out["detection_scores"][0, :n].numpy(),
+            out["detection_classes"][0, :n].numpy().astype(np.int64))
 
 
 def test_per_class_nms_equals_tf_image_nms_class_by_class():
@@ -51,7 +29,7 @@ def test_per_class_nms_equals_tf_image_nms_class_by_class():
         boxes = random_boxes(rng, n)
         scores = rng.uniform(0, 1, n).astype(np.float32)
         classes = rng.integers(0, k, n)
-        got_boxes, got_scores, got_classes = nms_one_image(boxes, scores, classes, k, 0.6, 0.5)
+        got_boxes, got_scores, got_classes = one_image(boxes, scores, classes, k, 0.6, 0.5)
         expected = set()
         for c in range(k):
             idx = np.nonzero(classes == c)[0]
@@ -92,10 +70,10 @@ def test_notes_thresholds_are_inclusive():
     boxes = np.array([[0, 0, 1, 1], [0, 0, 1, 0.5], [0, 2, 1, 3], [0, 4, 1, 5]], np.float32)
     scores = np.array([0.9, 0.8, 0.6, 0.61], np.float32)
     assert iou_matrix(boxes[:1], boxes[1:2]).numpy()[0, 0] == 0.5
-    _, kept_scores, _ = nms_one_image(boxes, scores, np.zeros(4, int), 1)
+    _, kept_scores, _ = one_image(boxes, scores, np.zeros(4, int), 1)
     np.testing.assert_allclose(kept_scores, [0.9, 0.61])
     # the same two overlapping boxes in different classes both survive
-    _, kept_scores, _ = nms_one_image(boxes[:2], scores[:2], np.array([0, 1]), 2)
+    _, kept_scores, _ = one_image(boxes[:2], scores[:2], np.array([0, 1]), 2)
     np.testing.assert_allclose(kept_scores, [0.9, 0.8])
 
 

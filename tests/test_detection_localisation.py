@@ -2,15 +2,15 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
 from pipelines.catalog import load_arrays
+from pipelines.scene_data import scene_element_dataset
 from pipelines.scenes import background_photos, make_scenes
 from serving.loader import load_export, predict_arrays
 from tasks.core.errors import UserError
 from tasks.core.recipe import load_recipe
-from tasks.problems.localisation import LocalisationTask, augmented_targets, localisation_targets, scene_elements
+from tasks.problems.localisation import LocalisationTask, augmented_targets, localisation_targets
 
 
 def test_target_vector_round_trip():
@@ -47,9 +47,7 @@ def test_mirrored_scenes_move_the_box_and_swap_sided_landmarks():
     data = load_arrays("fashion_mnist")
     scenes = make_scenes(data.x_train[:100], data.y_train[:100], background_photos(), 8, image_size=(64, 64),
                          objects_per_scene=(1, 1), object_size=(20, 30), seed=5)
-    spec = {"image": tf.TensorSpec([64, 64, 3], tf.uint8), "boxes": tf.TensorSpec([None, 4], tf.float32),
-            "box_labels": tf.TensorSpec([None], tf.int64), "keypoints": tf.TensorSpec([None, 2], tf.float32)}
-    elements = tf.data.Dataset.from_generator(lambda: scene_elements([scenes]), output_signature=spec)
+    elements = scene_element_dataset(lambda: [scenes], (64, 64), keypoints=True)
     out = list(augmented_targets(elements, [{"mirror": {"p": 1.0}}], seed=1, num_classes=10).as_numpy_iterator())
     before = localisation_targets(scenes, 10)
     for (image, y), original, t in zip(out, scenes.images, before, strict=True):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models import build
-from models.iou import iou_matrix
+from models.boxes import iou_matrix
 from models.region_proposals import label_regions, rcnn_detect, selective_search, warp_regions
 from models.sliding_windows import (
     dense_window_scores,

@@ -4,8 +4,9 @@ import numpy as np
 import tensorflow as tf
 
 from models import build
-from models.iou import iou_wh
-from models.yolo import YoloLoss, decode, detect, encode_targets, kmeans_anchors, mean_best_iou
+from models.anchors import kmeans_anchors, mean_best_iou
+from models.boxes import iou_wh
+from models.yolo import YoloLoss, decode, detect, encode_targets
 
 ANCHORS = np.array([[0.1, 0.12], [0.2, 0.3], [0.35, 0.3]], np.float32)
 

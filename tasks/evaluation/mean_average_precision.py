@@ -25,19 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.boxes import iou_matrix_np
+
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 COCO_RECALL_POINTS = np.linspace(0.0, 1.0, 101)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU ``[N, 4] x [M, 4] -> [N, M]`` in float64 (NumPy, for evaluation)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)[:, None]
-    b = np.asarray(b, np.float64).reshape(-1, 4)[None]
-    ih = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    iw = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = ih * iw
-    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def _classes_of(gt_classes, classes) -> list[int]:
@@ -79,7 +70,7 @@ def voc_map(gt_boxes, gt_classes, boxes, scores, classes, iou_threshold: float =
             g = gts[det_img[d]]
             if len(g) == 0:
                 continue
-            ious = box_iou(det_box[d : d + 1], g)[0]
+            ious = iou_matrix_np(det_box[d : d + 1], g)[0]
             j = int(np.argmax(ious))
             if ious[j] >= iou_threshold and not taken[det_img[d]][j]:
                 tp[rank] = 1
@@ -94,7 +85,7 @@ def _coco_match(det: np.ndarray, gt: np.ndarray, threshold: float) -> np.ndarray
     matched = np.zeros(len(det), bool)
     if len(det) == 0 or len(gt) == 0:
         return matched
-    ious = box_iou(det, gt)
+    ious = iou_matrix_np(det, gt)
     free = np.ones(len(gt), bool)
     for d in range(len(det)):
         best, m = min(threshold, 1 - 1e-10), -1

@@ -30,8 +30,8 @@ predicted vs true boxes. Export: uint8 images or encoded bytes in,
 
 from __future__ import annotations
 
-import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -39,9 +39,12 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
-from models.yolo import YoloLoss, detect, encode_targets, kmeans_anchors, mean_best_iou
+from models.anchors import box_shapes, kmeans_anchors, mean_best_iou
+from models.yolo import YoloLoss, detect, encode_targets
+from pipelines import scene_data
 from pipelines.decode import decode_image
-from pipelines.scenes import Scenes, background_photos, make_scenes, scene_stream
+from pipelines.scene_data import scene_element_dataset, scenes_fingerprint
+from pipelines.scenes import Scenes
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from tasks.core.errors import UserError
 from tasks.core.task import RECIPE_ASSET, Inputs, Task, progress_verbosity, register_task
@@ -57,70 +60,21 @@ SCENE_DEFAULTS = {
 MAX_BOXES = 32
 
 
-ANNOTATION_KINDS = ("voc", "coco", "yolo")
-
-
 def load_scene_splits(dataset: str, image_size, cfg: dict, seed: int, val_fraction: float = 0.1,
                       test_fraction: float = 0.1) -> tuple[Scenes, Scenes, Scenes]:
-    """Train/val/test ``Scenes`` for ``data.dataset``.
-
-    ``scenes:<catalog name>``: generated; train/val from the catalog's training
-    objects, test from its test objects (held out). ``voc:DIR``, ``coco:FILE.json``
-    or ``yolo:DIR``: a labelled dataset read by ``pipelines.annotations``, resized
-    to ``image_size`` in memory and split by ``seed``.
-    """
-    kind, _, where = dataset.partition(":")
-    if kind in ANNOTATION_KINDS and where:
-        return load_annotated_splits(kind, where, image_size, seed, val_fraction, test_fraction)
-    if kind != "scenes" or not where:
-        raise UserError(f"data.dataset {dataset!r}: detection reads scenes:<catalog name> (e.g. scenes:fashion_mnist), "
-                        "voc:DIR, coco:FILE.json or yolo:DIR")
-    data, photos, common = scene_source(where, image_size, cfg)
-    train = make_scenes(data.x_train, data.y_train, photos, cfg["train"], seed=seed, **common)
-    val = make_scenes(data.x_train, data.y_train, photos, cfg["val"], seed=seed + 1, **common)
-    test = make_scenes(data.x_test, data.y_test, photos, cfg["test"], seed=seed + 2, **common)
-    return train, val, test
-
-
-def scene_source(objects: str, image_size, cfg: dict):
-    """The catalog dataset of objects, the background photos and the ``make_scenes`` options."""
-    from pipelines.catalog import load_arrays
-
+    """``pipelines.scene_data.load_scene_splits``; what it cannot read is a ``UserError`` naming ``data.dataset``."""
     try:
-        data = load_arrays(objects)
-    except (KeyError, FileNotFoundError, ValueError) as err:
-        raise UserError(f"data.dataset 'scenes:{objects}': {str(err).strip(chr(34) + chr(39))}") from None
-    common = dict(image_size=tuple(int(s) for s in image_size), objects_per_scene=tuple(cfg["objects_per_scene"]),
-                  object_size=tuple(cfg["object_size"]), max_overlap=cfg["max_overlap"], class_names=data.class_names)
-    return data, background_photos(), common
+        return scene_data.load_scene_splits(dataset, image_size, cfg, seed, val_fraction, test_fraction)
+    except ValueError as err:
+        raise UserError(f"data.dataset {dataset!r}: {err}") from None
 
 
-def load_annotated_splits(kind: str, where: str, image_size, seed: int, val_fraction: float,
-                          test_fraction: float) -> tuple[Scenes, Scenes, Scenes]:
-    """A VOC/COCO/YOLO dataset as in-memory ``Scenes`` (images resized; boxes are normalised, so unchanged)."""
-    import cv2
-
-    from pipelines import annotations
-
-    reader = {"voc": annotations.read_voc, "coco": annotations.read_coco, "yolo": annotations.read_yolo}[kind]
+def fresh_scene_stream(dataset: str, image_size, cfg: dict, seed: int) -> Iterator[Scenes]:
+    """``pipelines.scene_data.fresh_scene_stream`` of ``scenes:<objects>``, with ``UserError`` as above."""
     try:
-        ann = reader(where)
-    except (OSError, ValueError) as err:
-        raise UserError(f"data.dataset {kind}:{where}: {err}") from None
-    if not ann.paths:
-        raise UserError(f"data.dataset {kind}:{where}: no usable images (skipped: {dict(ann.skipped)})")
-    h, w = (int(s) for s in image_size)
-    images = np.stack([cv2.resize(cv2.cvtColor(cv2.imread(p, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), (w, h),
-                                  interpolation=cv2.INTER_AREA) for p in ann.paths])
-    marks = ann.keypoints or [np.zeros((len(b), 0, 2), np.float32) for b in ann.boxes]
-    scenes = Scenes(images, ann.boxes, ann.labels, marks, list(ann.class_names))
-    order = np.random.default_rng(seed).permutation(len(scenes))
-    n_test, n_val = int(round(len(order) * test_fraction)), int(round(len(order) * val_fraction))
-    test, val, train = np.split(order, [n_test, n_test + n_val])
-    if len(train) == 0:
-        raise UserError(f"data.dataset {kind}:{where}: {len(order)} images leave none for training; "
-                        "lower data.val_fraction / data.test_fraction")
-    return scenes.subset(np.sort(train)), scenes.subset(np.sort(val)), scenes.subset(np.sort(test))
+        return scene_data.fresh_scene_stream(dataset.partition(":")[2], image_size, cfg, seed)
+    except ValueError as err:
+        raise UserError(f"data.dataset {dataset!r}: {err}") from None
 
 
 def fit_scenes(model: keras.Model, inputs: Inputs, callbacks: list, recipe: dict, fresh: bool):
@@ -131,14 +85,6 @@ def fit_scenes(model: keras.Model, inputs: Inputs, callbacks: list, recipe: dict
         steps = -(-recipe["scenes"]["train"] // train["batch_size"])
     return model.fit(inputs.train, validation_data=inputs.val, epochs=train["epochs"], steps_per_epoch=steps,
                      callbacks=callbacks, verbose=progress_verbosity())
-
-
-def scenes_fingerprint(*parts: Scenes) -> str:
-    h = hashlib.sha256()
-    for s in parts:
-        h.update(np.ascontiguousarray(s.images[:: max(1, len(s) // 64)]).tobytes())
-        h.update(np.concatenate([b.reshape(-1) for b in s.boxes] or [np.zeros(0)]).tobytes())
-    return h.hexdigest()[:16]
 
 
 def predict_detections(model, images: np.ndarray, anchors, num_classes: int, score_threshold=0.6,
@@ -190,8 +136,7 @@ class DetectionTask(Task):
         self.train_scenes, val, self.test_scenes = load_scene_splits(
             data["dataset"], image_size, self.recipe["scenes"], self.recipe["seed"], data["val_fraction"],
             data["test_fraction"])
-        boxes = np.concatenate(self.train_scenes.boxes)
-        wh = np.stack([boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]], 1)
+        wh = box_shapes(np.concatenate(self.train_scenes.boxes))
         self.anchors = kmeans_anchors(wh, det["anchors"], seed=self.recipe["seed"])
         stride = int(self.recipe["model"]["options"].get("stride", 16))
         self.grid = int(image_size[0]) // stride
@@ -221,20 +166,9 @@ class DetectionTask(Task):
     def _train_elements(self) -> tf.data.Dataset:
         """Unbatched ``{image, boxes, box_labels}``: fresh scenes without end, or the fixed training scenes."""
         if self._fresh():
-            cfg, seed = self.recipe["scenes"], self.recipe["seed"]
-            data, photos, common = scene_source(self.recipe["data"]["dataset"].partition(":")[2],
-                                                self.train_scenes.images.shape[1:3], cfg)
-            stream = scene_stream(data.x_train, data.y_train, photos, seed=seed, **common)  # persists across epochs
-
-            def scenes():
-                for chunk in stream:
-                    for image, boxes, labels in zip(chunk.images, chunk.boxes, chunk.classes, strict=True):
-                        yield {"image": image, "boxes": boxes, "box_labels": labels}
-
-            h, w = self.train_scenes.images.shape[1:3]
-            return tf.data.Dataset.from_generator(scenes, output_signature={
-                "image": tf.TensorSpec([h, w, 3], tf.uint8), "boxes": tf.TensorSpec([None, 4], tf.float32),
-                "box_labels": tf.TensorSpec([None], tf.int64)})
+            stream = fresh_scene_stream(self.recipe["data"]["dataset"], self.train_scenes.images.shape[1:3],
+                                        self.recipe["scenes"], self.recipe["seed"])  # persists across epochs
+            return scene_element_dataset(lambda: stream, self.train_scenes.images.shape[1:3])
         scenes = self.train_scenes
         counts = np.array([min(len(b), MAX_BOXES) for b in scenes.boxes], np.int32)
         boxes = np.zeros((len(scenes), MAX_BOXES, 4), np.float32)

@@ -32,13 +32,14 @@ from models.boxes import corners_from_midpoint, iou_np
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
 from pipelines.augment import augment_dataset, validate_policy
 from pipelines.decode import decode_image
-from pipelines.scenes import LANDMARK_FLIP, LANDMARK_NAMES, Scenes, scene_stream
+from pipelines.scene_data import scene_element_dataset, scenes_fingerprint
+from pipelines.scenes import LANDMARK_FLIP, LANDMARK_NAMES, Scenes
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from tasks.core.errors import UserError
 from tasks.core.task import RECIPE_ASSET, Inputs, Task, register_task
 from tasks.figures import plots
 from tasks.figures.detection_drawing import draw_detections, tile, write_png
-from tasks.problems.detection import fit_scenes, load_scene_splits, scene_source, scenes_fingerprint
+from tasks.problems.detection import fit_scenes, fresh_scene_stream, load_scene_splits
 
 
 def localisation_targets(scenes: Scenes, num_classes: int) -> np.ndarray:
@@ -51,18 +52,9 @@ def localisation_targets(scenes: Scenes, num_classes: int) -> np.ndarray:
     return np.stack(rows)
 
 
-def scene_elements(chunks) -> Iterator[dict]:
-    """Scenes as ``pipelines.augment`` dict elements: ``image``, ``boxes`` ``[M, 4]``, ``box_labels`` ``[M]``,
-    ``keypoints`` ``[M * K, 2]`` (M = 0 or 1 here)."""
-    for chunk in chunks:
-        for image, boxes, classes, marks in zip(chunk.images, chunk.boxes, chunk.classes, chunk.landmarks, strict=True):
-            yield {"image": image, "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
-                   "box_labels": np.asarray(classes, np.int64).reshape(-1),
-                   "keypoints": np.asarray(marks, np.float32).reshape(-1, 2)}
-
-
 def augmented_targets(elements: tf.data.Dataset, policy: list, seed: int | None, num_classes: int) -> tf.data.Dataset:
-    """``(image, target)`` pairs of augmented scene elements (``scene_elements``): the box and landmarks
+    """``(image, target)`` pairs of augmented scene elements (``pipelines.scene_data.scene_elements`` with
+    keypoints): the box and landmarks
     move with the pixels, a mirror swaps the sided landmarks, a box that left the image means no object."""
     k = len(LANDMARK_NAMES)
 
@@ -145,9 +137,7 @@ class LocalisationTask(Task):
 
     def _fresh_chunks(self, image_size) -> Iterator[Scenes]:
         """New scenes every epoch (one endless seeded stream, continued across epochs): nothing to memorise."""
-        data, photos, common = scene_source(self.recipe["data"]["dataset"].partition(":")[2], image_size,
-                                            self.recipe["scenes"])
-        return scene_stream(data.x_train, data.y_train, photos, seed=self.recipe["seed"], **common)
+        return fresh_scene_stream(self.recipe["data"]["dataset"], image_size, self.recipe["scenes"], self.recipe["seed"])
 
     def _fresh_stream(self, image_size, batch_size: int) -> tf.data.Dataset:
         k, stream = self.num_classes, self._fresh_chunks(image_size)
@@ -163,11 +153,9 @@ class LocalisationTask(Task):
 
     def _augmented_stream(self, train: Scenes, image_size, batch_size: int) -> tf.data.Dataset:
         """Fresh (or the fixed, reshuffled) training scenes through ``data.augment``."""
-        fresh, seed, (h, w) = self.recipe["scenes"]["fresh"], self.recipe["seed"], (int(v) for v in image_size)
+        fresh, seed = self.recipe["scenes"]["fresh"], self.recipe["seed"]
         stream = self._fresh_chunks(image_size) if fresh else None
-        elements = tf.data.Dataset.from_generator(lambda: scene_elements(stream if fresh else [train]), output_signature={
-            "image": tf.TensorSpec([h, w, 3], tf.uint8), "boxes": tf.TensorSpec([None, 4], tf.float32),
-            "box_labels": tf.TensorSpec([None], tf.int64), "keypoints": tf.TensorSpec([None, 2], tf.float32)})
+        elements = scene_element_dataset(lambda: stream if fresh else [train], image_size, keypoints=True)
         if not fresh:
             elements = elements.shuffle(min(len(train), self.recipe["data"]["shuffle_buffer"]), seed=seed)
         ds = augmented_targets(elements, self.recipe["data"]["augment"], seed, self.num_classes)

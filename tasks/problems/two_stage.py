@@ -38,18 +38,13 @@ from models.nms import class_nms
 from models.region_proposals import selective_search
 from models.two_stage_training import OutputLoss, stage_names, two_stage_training_model
 from pipelines.decode import decode_image
+from pipelines.scene_data import scenes_fingerprint
 from pipelines.scenes import Scenes
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from serving.proposal_export import PROPOSALS_FILE, export_proposal_model
 from tasks.core.errors import UserError
 from tasks.core.task import RECIPE_ASSET, Inputs, compile_model, register_task
-from tasks.problems.detection import (
-    SCENE_DEFAULTS,
-    DetectionTask,
-    evaluate_detections,
-    load_scene_splits,
-    scenes_fingerprint,
-)
+from tasks.problems.detection import SCENE_DEFAULTS, DetectionTask, evaluate_detections, load_scene_splits
 
 TWO_STAGE_MODELS = ("fast_rcnn", "faster_rcnn")
 
