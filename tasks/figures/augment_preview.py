@@ -103,7 +103,7 @@ def write_preview(recipe: dict, output: str | Path, rows: int = 4, versions: int
     import matplotlib.pyplot as plt
 
     from pipelines.augment import validate_policy
-    from tasks.core.errors import UserError
+    from tasks.core.errors import UserError, clean_message
 
     data, seed = recipe["data"], int(recipe.get("seed") or 0)
     policy = data.get("augment") or []
@@ -112,7 +112,7 @@ def write_preview(recipe: dict, output: str | Path, rows: int = 4, versions: int
         samples = _samples(data, rows, seed)
         augmented = _augmented(samples, policy, versions, seed)
     except (ValueError, KeyError, FileNotFoundError) as err:
-        raise UserError(f"augment-preview of {data['dataset']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+        raise UserError(f"augment-preview of {data['dataset']!r}: {clean_message(err)}") from None
     fig, axes = plt.subplots(len(augmented), versions + 1, figsize=(1.6 * (versions + 1), 1.6 * len(augmented)),
                              squeeze=False)
     for r, row in enumerate(augmented):

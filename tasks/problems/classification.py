@@ -17,8 +17,9 @@ import tensorflow as tf
 import yaml
 
 from pipelines.decode import decode_image
-from pipelines.splits import batch, load_splits, permuted_batches
+from pipelines.splits import batch, permuted_batches
 from serving.export import export_classifier, export_tensor_classifier
+from tasks.core.data_splits import load_splits_for
 from tasks.core.errors import UserError
 from tasks.core.task import RECIPE_ASSET, Inputs, Task, compile_model, register_task
 from tasks.figures import plots
@@ -51,15 +52,9 @@ class ClassificationTask(Task):
     defaults = {"data": {"test_fraction": 0.1}}
 
     def build_inputs(self) -> Inputs:
-        data, seed = self.recipe["data"], self.recipe["seed"]
-        try:
-            splits = load_splits(
-                data["dataset"], seed, data["val_fraction"], data["test_fraction"],
-                data["train_limit"], data["test_limit"], data["image_size"], data["channels"], data["derive"],
-            )
-        except (KeyError, FileNotFoundError, ValueError) as err:
-            raise UserError(f"data.dataset {data['dataset']!r}: {str(err).strip(chr(34) + chr(39))}") from None
-        if data["derive"] and data["augment"]:
+        data, seed = self.config.data, self.config.seed
+        splits = load_splits_for(data, seed)
+        if data.derive and data.augment:
             raise UserError("data.augment works on images; remove it or data.derive (sequences/clips are not augmented)")
         bs = self.recipe["train"]["batch_size"]
         return Inputs(

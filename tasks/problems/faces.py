@@ -39,7 +39,7 @@ from pipelines.pk_sampler import eligible_classes, pk_batches
 from serving.export import export_image_model
 from serving.gallery import best_inner_product
 from serving.verification import VERIFICATION_FILE, Verification, choose_threshold, pair_distances, pair_indices, roc
-from tasks.core.errors import UserError
+from tasks.core.errors import UserError, clean_message
 from tasks.core.task import RECIPE_ASSET, Inputs, Task, compile_model, progress_verbosity, register_task
 
 LOSSES = {
@@ -88,7 +88,7 @@ class FacesTask(Task):
         try:
             self.splits, shape, names, info = self._load()
         except (KeyError, FileNotFoundError, ValueError) as err:
-            raise UserError(f"data.dataset {self.recipe['data']['dataset']!r}: {str(err).strip(chr(34) + chr(39))}") from None
+            raise UserError(f"data.dataset {self.recipe['data']['dataset']!r}: {clean_message(err)}") from None
         self.input_shape, self.class_names = shape, names
         train = self.splits["train"]
         p, k = faces["p"], faces["k"]

@@ -93,7 +93,8 @@ def evaluate_runs(run_ids: list[str], mode: str = "single", overrides: list[str]
     With a multi-crop ``mode`` the single-crop numbers come too (``test_single_*``).
     The MLflow run is nested under the caller's active run, if there is one.
     """
-    from pipelines.splits import batch, load_splits
+    from pipelines.splits import batch
+    from tasks.core.data_splits import load_splits_for
     from tasks.core.recipe import load_recipe
     from tasks.core.runs import load_run
     from tasks.evaluation.multicrop import MODES, collect_multicrop
@@ -111,11 +112,7 @@ def evaluate_runs(run_ids: list[str], mode: str = "single", overrides: list[str]
                             f"run {first.run_id} has {first.class_names[:3]}... {first.input_shape}; ensemble runs of one dataset")
     recipe = load_recipe(first.recipe, overrides)
     data = recipe["data"]
-    try:
-        splits = load_splits(data["dataset"], recipe["seed"], data["val_fraction"], data.get("test_fraction", 0.1),
-                             data["train_limit"], data["test_limit"], data["image_size"], data["channels"])
-    except (KeyError, FileNotFoundError, ValueError) as err:
-        raise UserError(f"data.dataset {data['dataset']!r}: {err}") from None
+    splits = load_splits_for(data, recipe["seed"], test_fraction=data.get("test_fraction", 0.1))
     test = batch(splits.test, 256)
     modes = ["single"] if mode == "single" else ["single", mode]
     probs = {m: [] for m in modes}

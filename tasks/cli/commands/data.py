@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 def pack_command(args) -> int:
     from pathlib import Path
 
-    from tasks.core.errors import UserError
+    from tasks.core.errors import UserError, clean_message
 
     if args.shards < 1:
         raise UserError(f"--shards must be at least 1; received {args.shards}")
@@ -48,7 +48,7 @@ def pack_command(args) -> int:
             paths = tfrecord.write_shards(tfrecord.array_items(x, y), args.out, args.shards, data.class_names,
                                           channels=int(x.shape[-1]), image_size=tuple(x.shape[1:3]))
     except (FileNotFoundError, ValueError, KeyError) as err:
-        raise UserError(f"data pack {spec!r}: {str(err).strip(chr(34) + chr(39))}") from None
+        raise UserError(f"data pack {spec!r}: {clean_message(err)}") from None
     import json
 
     meta = json.loads((Path(args.out) / tfrecord.META).read_text())

@@ -23,7 +23,8 @@ def run(args) -> int:
     import tensorflow as tf
     import yaml
 
-    from pipelines.splits import batch, load_splits
+    from pipelines.splits import batch
+    from tasks.core.data_splits import load_splits_for
     from tasks.core.errors import UserError, first_line
     from tasks.core.recipe import load_recipe
     from tasks.core.task import RECIPE_ASSET
@@ -46,11 +47,7 @@ def run(args) -> int:
         raw = logged.recipe
     recipe = load_recipe(raw, args.overrides, check_services=False)
     data = recipe["data"]
-    try:
-        splits = load_splits(data["dataset"], recipe["seed"], data["val_fraction"], data.get("test_fraction", 0.1),
-                             data["train_limit"], data["test_limit"], data["image_size"], data["channels"], data.get("derive"))
-    except (KeyError, FileNotFoundError, ValueError) as err:
-        raise UserError(f"data.dataset {data['dataset']!r}: {err}") from None
+    splits = load_splits_for(data, recipe["seed"], test_fraction=data.get("test_fraction", 0.1))
     ds = getattr(splits, args.split)
     if ds is None:
         raise UserError(f"the dataset has no {args.split} split")

@@ -24,14 +24,14 @@ def run(args) -> int:
     from pipelines.catalog import load_arrays
     from pipelines.detection_writers import write_coco, write_voc, write_yolo
     from pipelines.scenes import background_photos, make_scenes
-    from tasks.core.errors import UserError
+    from tasks.core.errors import UserError, clean_message
 
     if args.count < 1 or args.max_objects < 1 or min(args.size) < 32:
         raise UserError("--count and --max-objects must be >= 1 and --size at least 32 32")
     try:
         data = load_arrays(args.objects)
     except (KeyError, FileNotFoundError, ValueError) as err:
-        raise UserError(f"--objects {args.objects!r}: {str(err).strip(chr(34) + chr(39))}") from None
+        raise UserError(f"--objects {args.objects!r}: {clean_message(err)}") from None
     x, y = (data.x_train, data.y_train) if args.split == "train" else (data.x_test, data.y_test)
     side = min(args.size)
     scenes = make_scenes(x, y, background_photos(), args.count, image_size=tuple(args.size),
