@@ -43,10 +43,11 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from models.errors import WeightsUnavailableError
 from models.registry import build as build_registered
 from models.registry import names as registered_names
 from models.registry import register
-from models.vgg16_hed import VGGPreprocess, WeightsUnavailableError, vgg16_backbone
+from models.vgg16_hed import VGGPreprocess, vgg16_backbone
 
 IMAGENET_HOST = ("storage.googleapis.com", 443)
 PROBE_TIMEOUT_S = 4.0

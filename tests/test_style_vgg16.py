@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from models import vgg16_hed
-from models.vgg16_hed import WeightsUnavailableError, hed_weights_path, vgg16_backbone, vgg16_features
+from models.errors import WeightsUnavailableError
+from models.vgg16_hed import hed_weights_path, vgg16_backbone, vgg16_features
 
 
 def test_hed_weights_copy_into_every_vgg16_conv():

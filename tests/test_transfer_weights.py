@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import models.backbones as backbones
-from models.vgg16_hed import WeightsUnavailableError
+from models.errors import WeightsUnavailableError
 from tasks.cli.main import main
 
 

@@ -126,7 +126,7 @@ class Task:
             'lenet5'
         """
         from models import build
-        from models.vgg16_hed import WeightsUnavailableError
+        from models.errors import WeightsUnavailableError
 
         name, options = self.config.model.name, self.model_options(inputs)
         try:

@@ -111,8 +111,9 @@ def fit_size(image: np.ndarray, size: int) -> tf.Tensor:
 
 def perceptual_cost(settings: StyleSettings):
     """The ``PerceptualCost`` of ``settings`` on frozen VGG16 features."""
+    from models.errors import WeightsUnavailableError
     from models.style_costs import PerceptualCost
-    from models.vgg16_hed import WeightsUnavailableError, vgg16_features
+    from models.vgg16_hed import vgg16_features
 
     try:
         features = vgg16_features([settings.content_layer, *settings.style_weights], settings.weights)

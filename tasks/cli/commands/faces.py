@@ -301,7 +301,7 @@ def landmarks(args) -> int:
 
 
 def export_encoder(args) -> int:
-    from models.vgg16_hed import WeightsUnavailableError
+    from models.errors import WeightsUnavailableError
     from tasks.core.errors import UserError
     from tasks.workflows.pretrained_faces import export_dlib_encoder
 
