@@ -1,6 +1,6 @@
 """Training on several devices or machines with tf.distribute (existing engines only).
 
-Two paths, same recipes, same MLflow logging, same export:
+Two paths, same recipes, same MLflow logging (one ``tasks.core.lifecycle.RunLifecycle``), same export:
 
 - ``mirrored``: ``tf.distribute.MirroredStrategy`` on one host (all local GPUs,
   or N logical CPU devices). The normal trainer runs inside the strategy's
@@ -48,17 +48,9 @@ import tensorflow as tf
 
 from tasks.core import tracking
 from tasks.core.errors import UserError
-from tasks.core.task import RECIPE_ASSET, Inputs, get_task_class
-from tasks.core.trainer import (
-    TrainingDiverged,
-    TrainResult,
-    log_model,
-    log_params,
-    open_run,
-    precision_policy,
-    recipe_key,
-    train,
-)
+from tasks.core.lifecycle import RunLifecycle, TrainingDiverged
+from tasks.core.task import Inputs, get_task_class
+from tasks.core.trainer import TrainResult, precision_policy, recipe_key, train
 
 KINDS = ("multi-worker", "mirrored")
 
@@ -138,20 +130,36 @@ def per_example_loss_fn(loss):
                     f"received {type(loss).__name__}")
 
 
+def head_losses(model: keras.Model) -> dict:
+    """``{output name or None: (per-example loss, weight)}`` of a compiled model.
+
+    A model with named outputs (Inception v1's ``main`` + auxiliary heads)
+    compiled with a loss per output uses the compile ``loss_weights`` (read
+    from Keras' compile-loss object; 1.0 where it has none).
+    """
+    if isinstance(model.loss, dict):
+        weights = getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None) or {}
+        return {k: (per_example_loss_fn(v), float(weights.get(k, 1.0))) for k, v in model.loss.items()}
+    return {None: (per_example_loss_fn(model.loss), 1.0)}
+
+
 class _Loop:
     """The per-replica train/eval steps of one model under a MultiWorkerMirroredStrategy."""
 
-    def __init__(self, strategy, model, loss, metrics):
+    def __init__(self, strategy, model, metrics):
         self.strategy, self.model, self.metrics = strategy, model, metrics
-        self.per_example = per_example_loss_fn(loss)
+        self.losses = head_losses(model)
         self.train_step = tf.function(lambda batch: self._step(batch, True))
         self.eval_step = tf.function(lambda batch: self._step(batch, False))
 
     def _replica(self, x, y, training):
         model = self.model
         with tf.GradientTape() as tape:
-            pred = model(x, training=training)
-            loss = tf.nn.compute_average_loss(tf.cast(self.per_example(y, pred), tf.float32))
+            out = model(x, training=training)
+            heads = out if isinstance(out, dict) else {None: out}
+            loss = tf.add_n([weight * tf.nn.compute_average_loss(tf.cast(fn(y, heads[name]), tf.float32))
+                             for name, (fn, weight) in self.losses.items()])
+            pred = out["main"] if isinstance(out, dict) else out  # metrics follow the inference output
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         if training:
@@ -195,43 +203,24 @@ def train_multi_worker(recipe: dict, strategy: tf.distribute.MultiWorkerMirrored
 def _train_multi_worker(recipe: dict, strategy, workdir: Path) -> TrainResult:
     config = read_tf_config()
     chief, index = is_chief(config), int(config["task"]["index"])
+    tracking.configure(workdir)  # weights named run:<id> are read from MLflow while the model is built
     keras.utils.set_random_seed(recipe["seed"])
     task = get_task_class(recipe["task"])(recipe)
     state = workdir / "runs" / recipe_key(recipe)
     state.mkdir(parents=True, exist_ok=True)
-
-    run_id, log, resume_id = "", None, None
-    if chief:
-        tracking.configure(workdir)
-        run_id, log, resume_id = open_run(recipe, state)
-    try:
-        result = _train_workers(recipe, task, strategy, state, log, resume_id, workdir, index)
-        if chief:
-            log.end_run("FINISHED")
-    except TrainingDiverged:
-        if chief:
-            log.end_run("FAILED")
-        raise
-    except BaseException:
-        if chief:
-            log.end_run("KILLED")
-        raise
-    if chief:
-        shutil.rmtree(state, ignore_errors=True)
-    return TrainResult(run_id, result[0], result[1], result[2])
+    inputs = task.build_inputs()  # a bad dataset leaves no run behind, as in the trainer
+    if not chief:
+        export_path, metrics, history = _train_workers(recipe, task, inputs, strategy, state, None, index)
+        return TrainResult("", export_path, metrics, history)
+    with RunLifecycle(recipe, workdir, task, state, strategy.num_replicas_in_sync) as run:
+        run.describe(inputs)
+        export_path, metrics, history = _train_workers(recipe, task, inputs, strategy, state, run, index)
+    return TrainResult(run.run_id, export_path, metrics, history)
 
 
-def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir: Path, index: int):
-    chief = log is not None
-    if chief and not resume_id:
-        log_params(log, recipe)
-        log("log_dict", recipe, RECIPE_ASSET)
-        log("set_tags", {"git_commit": tracking.git_commit(), "task": recipe["task"], "model": recipe["model"]["name"],
-                         "workers": str(strategy.num_replicas_in_sync)})
-    inputs = task.build_inputs()
-    if chief:
-        log("set_tags", {"dataset": recipe["data"]["dataset"], "dataset_fingerprint": inputs.info.get("fingerprint", "")})
-        log("log_dict", {"class_names": inputs.class_names, "input_shape": list(inputs.input_shape)}, "inputs.json")
+def _train_workers(recipe, task, inputs: Inputs, strategy, state: Path, run: RunLifecycle | None, index: int):
+    """The custom loop on every worker; the chief (``run`` given) logs epochs and finishes the run."""
+    chief = run is not None
     with strategy.scope():
         model = task.build_model(inputs)
         task.compile(model, inputs)
@@ -243,13 +232,13 @@ def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir:
     if latest:
         checkpoint.restore(latest)
         print(f"worker {index}: resuming after epoch {int(epoch_var.numpy())} from {latest}")
-    loop = _Loop(strategy, model, model.loss, task.build_metrics())
+    loop = _Loop(strategy, model, task.build_metrics())
     steps = recipe["train"]["steps_per_epoch"]
     train_ds = shard(inputs.train, strategy, steps)
     val_ds = shard(inputs.val, strategy) if inputs.val is not None else None
     history: dict[str, list] = {}
     seen = np.zeros(2)
-    epoch_metrics = tracking.MlflowEpochMetrics(log) if chief else None
+    epoch_callbacks = run.callbacks() if chief else []
     train_seconds = 0.0
     for epoch in range(int(epoch_var.numpy()), recipe["train"]["epochs"]):
         start = time.perf_counter()
@@ -264,8 +253,8 @@ def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir:
             history.setdefault(k, []).append(v)
         print(f"worker {index} epoch {epoch + 1}/{recipe['train']['epochs']} ({epoch_seconds:.2f} s): "
               + " ".join(f"{k}={v:.4f}" for k, v in logs.items()), flush=True)
-        if epoch_metrics:
-            epoch_metrics.on_epoch_end(epoch, logs)
+        for callback in epoch_callbacks:
+            callback.on_epoch_end(epoch, logs)
         epoch_var.assign(epoch + 1)
         manager.save()
     if not chief:
@@ -274,27 +263,17 @@ def _train_workers(recipe, task, strategy, state: Path, log, resume_id, workdir:
           f"weights sha256 {weights_digest(model)}", flush=True)
     if not chief:
         return None, {}, history
-    return _finish_on_chief(recipe, task, model, inputs, history, log, workdir)
+    plain = _plain_copy(task, model, inputs)
+    export_path, metrics = run.finish(plain, inputs, history)
+    return export_path, metrics, history
 
 
-def _finish_on_chief(recipe, task, model, inputs: Inputs, history, log, workdir: Path):
-    """Evaluate, log figures and the model, export: on a plain (strategy-free) copy of the model."""
+def _plain_copy(task, model: keras.Model, inputs: Inputs) -> keras.Model:
+    """A strategy-free copy of the trained model (weights and optimizer state) to evaluate, log and export."""
     plain = task.build_model(inputs)
     plain.set_weights(model.get_weights())
     task.compile(plain, inputs)
     plain.optimizer.build(plain.trainable_variables)  # carry the optimizer state too (logged with the model)
     for mine, trained in zip(plain.optimizer.variables, model.optimizer.variables, strict=True):
         mine.assign(trained.value)
-    metrics = task.evaluate(plain, inputs)
-    log("log_metrics", metrics)
-    with tempfile.TemporaryDirectory() as tmp:
-        for png in task.log_figures(plain, inputs, history, Path(tmp)):
-            log("log_artifact", str(png), "figures")
-    log_model(log, plain)
-    export_path = None
-    if recipe["export"]["enabled"]:
-        name = recipe["export"]["name"] or f"{recipe['data']['dataset']}_{recipe['model']['name']}".replace(":", "_").replace("/", "_")
-        export_path = task.export(plain, inputs, workdir / recipe["export"]["dir"], name).resolve()
-        log("set_tag", "export_path", str(export_path))
-    return export_path, metrics, history
-
+    return plain
