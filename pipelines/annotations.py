@@ -1,4 +1,4 @@
-"""Detection and landmark annotations: Pascal VOC XML, COCO JSON, YOLO txt, landmark CSV.
+"""Detection and landmark annotations: Pascal VOC XML, COCO JSON (with keypoints), YOLO txt.
 
 Every reader returns an ``Annotated`` in ONE internal convention:
 
@@ -9,7 +9,7 @@ Every reader returns an ``Annotated`` in ONE internal convention:
   ``[x, y, w, h]`` becomes ``[y / H, x / W, (y + h) / H, (x + w) / W]``; YOLO's
   ``cx cy w h`` is already normalised.
 * ``labels``: int64 ``[N]`` indices into ``class_names``.
-* ``keypoints`` (COCO keypoints, landmark CSV): float32 ``[N, K, 2]`` normalised
+* ``keypoints`` (COCO keypoints): float32 ``[N, K, 2]`` normalised
   ``(x, y)`` with ``visible`` bool ``[N, K]``; ``keypoint_names`` name the ``K``
   landmarks and ``flip_pairs()`` pairs their symmetric labels for mirroring.
 
@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -224,43 +223,6 @@ def read_yolo(root: str | Path, class_names: list[str] | None = None) -> Annotat
         out.add(path, boxes, labels)
     if not out.class_names:
         out.class_names = [str(i) for i in range(1 + max((int(lab.max()) for lab in out.labels if len(lab)), default=-1))]
-    out.skipped = +out.skipped
-    return out
-
-
-def read_landmarks_csv(path: str | Path) -> Annotated:
-    """Landmarks, one image per row: header ``path,<name>_x,<name>_y,...`` in pixels
-    (paths relative to the CSV's folder). Each image becomes one object whose box is
-    the whole image and whose keypoints are the landmarks; ``class_names`` holds the
-    landmark names. Rows with missing or non-numeric values are skipped."""
-    from PIL import Image
-
-    path = Path(path)
-    out = Annotated()
-    with path.open(newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
-        names = [c[:-2] for c in fields if c.endswith("_x") and f"{c[:-2]}_y" in fields]
-        if "path" not in fields or not names:
-            raise ValueError(f"landmark CSV {path} needs a header path,<name>_x,<name>_y,...")
-        out.class_names, out.keypoint_names = names, names
-        for row in reader:
-            image = _resolve(path.parent, (row.get("path") or "").strip(), out.skipped)
-            if image is None:
-                continue
-            problem = check_image_file(image)  # before Pillow opens it (decompression bombs raise there)
-            if problem:
-                out.skipped[problem] += 1
-                continue
-            try:
-                xy = np.array([[float(row[f"{n}_x"]), float(row[f"{n}_y"])] for n in names], np.float32)
-                with Image.open(image) as im:
-                    size = np.array(im.size, np.float32)  # (width, height)
-            except (TypeError, ValueError, OSError):
-                out.skipped["bad_landmark_line" if image.is_file() else "missing_file"] += 1
-                continue
-            marks = xy / size
-            out.add(image, [[0.0, 0.0, 1.0, 1.0]], [0], marks[None], ((marks >= 0) & (marks <= 1)).all(-1)[None])
     out.skipped = +out.skipped
     return out
 

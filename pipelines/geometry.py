@@ -233,15 +233,6 @@ def warp_images(images: tf.Tensor, matrices: tf.Tensor, warps: list) -> tf.Tenso
     return tf.ensure_shape(sample_image(images, sy, sx), images.shape)
 
 
-def source_points(matrices: tf.Tensor, warps: list, y: tf.Tensor, x: tf.Tensor):
-    """``S(p)`` for output index points ``y, x`` ``[B, N]``."""
-    wy, wx = y, x
-    for warp in warps:
-        dy, dx = warp.points(y, x)
-        wy, wx = wy + dy, wx + dx
-    return _apply_matrix(matrices, wy, wx)
-
-
 def forward_points(matrices: tf.Tensor, warps: list, y: tf.Tensor, x: tf.Tensor, iterations: int = 12):
     """Where source index points ``y, x`` ``[B, N]`` land in the output: solves ``S(p) = s``.
 
@@ -293,10 +284,3 @@ def boxes_around(outlines: tf.Tensor, count, min_visibility: float = 0.25):
     kept = (clipped[..., 2] - clipped[..., 0]) * (clipped[..., 3] - clipped[..., 1])
     return clipped, (kept > 0.0) & (kept >= min_visibility * area)
 
-
-def transform_boxes(boxes, matrices, warps, height, width, samples: int = 8, min_visibility: float = 0.25):
-    """Normalised ``[B, N, 4]`` boxes -> the boxes around their transformed outlines
-    (``samples`` points per edge, so the object's pixels stay inside), clipped to the
-    image, and a keep mask ``[B, N]`` (see ``boxes_around``)."""
-    moved, _ = transform_keypoints(box_outlines(boxes, samples), matrices, warps, height, width)
-    return boxes_around(moved, tf.shape(boxes)[1], min_visibility)

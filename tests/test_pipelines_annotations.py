@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.annotations import detection_dataset, read_coco, read_landmarks_csv, read_voc, read_yolo
+from pipelines.annotations import detection_dataset, read_coco, read_voc, read_yolo
 from pipelines.augment import augment_dataset
 from pipelines.catalog import FASHION_CLASSES, load_arrays
 from pipelines.detection_writers import write_coco, write_voc, write_yolo
@@ -86,17 +86,12 @@ def test_yolo_reader_skips_bad_lines_and_feeds_augmentation(tmp_path, scenes):
         assert ((e["boxes"] >= 0) & (e["boxes"] <= 1)).all()
 
 
-def test_landmark_csv_and_keypoint_dataset(tmp_path, scenes):
-    root = write_yolo(scenes, tmp_path / "marks")
-    rows = ["path,centre_x,centre_y,top_x,top_y"]
-    for i in range(4):
-        (cx, cy), (tx, ty) = scenes.landmarks[i][0][:2] * 64
-        rows.append(f"images/{i:06d}.png,{cx},{cy},{tx},{ty}")
-    rows += ["images/000004.png,1,2,oops,4", "../outside.png,1,2,3,4"]
-    (root / "marks.csv").write_text("\n".join(rows) + "\n")
-    ann = read_landmarks_csv(root / "marks.csv")
-    assert ann.class_names == ["centre", "top"] and len(ann.paths) == 4
-    assert ann.skipped == {"bad_landmark_line": 1, "escapes_root": 1}
-    np.testing.assert_allclose(ann.keypoints[2][0], scenes.landmarks[2][0][:2], atol=1e-5)
+def test_coco_keypoints_feed_the_keypoint_dataset(tmp_path, scenes):
+    ann = read_coco(write_coco(scenes, tmp_path / "coco"))
+    assert ann.keypoints is not None
     e = next(detection_dataset(ann).as_numpy_iterator())
-    assert e["keypoints"].shape == (2, 2) and e["keypoint_visible"].all()
+    i = 0  # the dataset keeps the annotation order
+    k = ann.keypoints[i].shape[1]
+    assert e["keypoints"].shape == (len(ann.boxes[i]) * k, 2) and e["keypoint_visible"].shape == (len(ann.boxes[i]) * k,)
+    np.testing.assert_allclose(e["keypoints"], ann.keypoints[i].reshape(-1, 2), atol=1e-6)
+    np.testing.assert_array_equal(e["keypoint_visible"], ann.visible[i].reshape(-1))

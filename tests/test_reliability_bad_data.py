@@ -22,7 +22,7 @@ from reliability_faults import (
     write_bad_images,
 )
 
-from pipelines.annotations import detection_dataset, read_coco, read_landmarks_csv, read_voc, read_yolo
+from pipelines.annotations import detection_dataset, read_coco, read_voc, read_yolo
 from pipelines.identities import identity_dataset, identity_folder
 from pipelines.sources import csv_manifest, image_folder
 from pipelines.splits import load_splits
@@ -194,22 +194,6 @@ def test_yolo_bad_images_malformed_lines_and_symlinks_out(tmp_path):
     assert skipped["escapes_root"] == 1 and skipped["bad_label_line"] == 5 and skipped["bad_box"] == 3
     assert len(ann.paths) == 4 and [len(b) for b in ann.boxes] == [1, 1, 1, 1]
     assert _drain(detection_dataset(ann)) == 4
-
-
-def test_landmark_csv_bad_rows_and_escapes(tmp_path):
-    good = _good(tmp_path / "faces", 3)
-    bad = write_bad_images(tmp_path / "faces")
-    _outside(tmp_path)
-    rows = ["path,eye_x,eye_y"] + [f"faces/{p.name},4,5" for p in good + list(bad.values())]
-    rows += ["faces/img0.png,four,5", "faces/img1.png,,", "../outside/secret.png,1,1", "faces/none.png,1,1"]
-    (tmp_path / "marks.csv").write_text("\n".join(rows) + "\n")
-    ann = read_landmarks_csv(tmp_path / "marks.csv")
-    assert len(ann.paths) == 3 and ann.skipped["escapes_root"] == 1
-    skipped = Counter(ann.skipped)
-    for reason, n in expected_skips().items():
-        assert skipped[reason] == n
-    assert skipped["bad_landmark_line"] == 2 and skipped["unreadable"] == 1
-    assert _drain(detection_dataset(ann)) == 3
 
 
 def test_five_percent_corrupt_folder_trains_to_completion_with_counts_in_mlflow(tmp_path, mlflow_store, workdir):
