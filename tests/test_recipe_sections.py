@@ -164,3 +164,27 @@ def test_build_model_errors_are_one_line_from_the_one_try():
 def test_clean_message_drops_the_quotes_key_error_adds():
     assert clean_message(KeyError("unknown model 'x'; try 'lenet5'")) == "unknown model 'x'; try 'lenet5'"
     assert clean_message(ValueError("first\nsecond")) == "first"
+
+
+def test_static_defaults_follow_first_party_constants_and_give_up_on_code(tmp_path, monkeypatch):
+    from tasks.core import task_defaults
+
+    (tmp_path / "tasks" / "problems").mkdir(parents=True)
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "consts.py").write_text("SCENES: dict = {'train': 10, 'sizes': [1, 2]}\n")
+    (tmp_path / "tasks" / "problems" / "a.py").write_text(
+        "from pipelines.consts import SCENES\nfrom tasks.core.task import Task, register_task\n\n"
+        "@register_task('a')\nclass A(Task):\n    defaults = {'scenes': dict(SCENES, val=-1), 'model': {'name': 'x'}}\n\n"
+        "@register_task('b')\nclass B(A):\n    pass\n\n"
+        "@register_task('c')\nclass C(Task):\n    defaults = {'data': make()}\n")
+    monkeypatch.setattr(task_defaults, "ROOT", tmp_path)
+    monkeypatch.setattr(task_defaults, "PROBLEMS_DIR", tmp_path / "tasks" / "problems")
+    for cached in (task_defaults._module, task_defaults.registered_classes):
+        cached.cache_clear()
+    try:
+        expected = {"scenes": {"train": 10, "sizes": [1, 2], "val": -1}, "model": {"name": "x"}}
+        assert task_defaults.static_defaults("a") == task_defaults.static_defaults("b") == expected
+        assert task_defaults.static_defaults("c") is None and task_defaults.static_defaults("zzz") is None
+    finally:
+        for cached in (task_defaults._module, task_defaults.registered_classes):
+            cached.cache_clear()

@@ -4,7 +4,8 @@ Each module of ``tasks/problems`` registers its Task with ``@register_task("name
 and declares ``defaults = {...}`` in the class body. Reading a recipe only needs
 those defaults, so ``static_defaults`` finds them with ``ast`` and evaluates
 them: literals, ``dict(...)``, and names bound to literals at module level in
-that module or imported from another ``tasks.problems`` module. A class without
+that module or imported from another of this project's modules (``tasks``,
+``pipelines``, ``models``, ``serving``). A class without
 its own ``defaults`` inherits its base class's. Anything else gives None and
 the caller imports the task instead; a test checks both ways agree.
 
@@ -20,7 +21,9 @@ import functools
 from pathlib import Path
 from typing import Any
 
-PROBLEMS_DIR = Path(__file__).parents[1] / "problems"
+ROOT = Path(__file__).parents[2]
+PROBLEMS_DIR = ROOT / "tasks" / "problems"
+FIRST_PARTY = ("tasks", "pipelines", "models", "serving")
 
 
 class _NotStatic(Exception):
@@ -29,8 +32,14 @@ class _NotStatic(Exception):
 
 @functools.cache
 def _module(name: str) -> ast.Module | None:
-    path = PROBLEMS_DIR / f"{name}.py"
-    return ast.parse(path.read_text(), str(path)) if path.is_file() else None
+    """The parsed source of the first-party module ``name`` (dotted), or None."""
+    path = ROOT / f"{name.replace('.', '/')}.py"
+    if not path.is_file():
+        path = ROOT / name.replace(".", "/") / "__init__.py"
+    try:
+        return ast.parse(path.read_text(), str(path)) if path.is_file() else None
+    except (SyntaxError, ValueError, OSError, UnicodeDecodeError):  # importing it names the real problem
+        return None
 
 
 @functools.cache
@@ -38,14 +47,14 @@ def registered_classes() -> dict[str, tuple[str, str]]:
     """``{task name: (module, class name)}`` for every ``@register_task("...")`` class in ``tasks/problems``."""
     out: dict[str, tuple[str, str]] = {}
     for path in sorted(PROBLEMS_DIR.glob("*.py")):
-        tree = _module(path.stem)
+        tree = _module(f"tasks.problems.{path.stem}")
         for node in tree.body if tree else []:
             if not isinstance(node, ast.ClassDef):
                 continue
             for deco in node.decorator_list:
                 if (isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "register_task" and deco.args
                         and isinstance(deco.args[0], ast.Constant) and isinstance(deco.args[0].value, str)):
-                    out[deco.args[0].value] = (path.stem, node.name)
+                    out[deco.args[0].value] = (f"tasks.problems.{path.stem}", node.name)
     return out
 
 
@@ -66,7 +75,7 @@ def _class_defaults(module: str, cls_name: str) -> dict:
     if cls is None:
         raise _NotStatic(cls_name)
     for stmt in cls.body:
-        if isinstance(stmt, ast.Assign) and any(getattr(t, "id", None) == "defaults" for t in stmt.targets):
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None and "defaults" in _bound(stmt):
             return _evaluate(stmt.value, module)
     if len(cls.bases) != 1 or not isinstance(cls.bases[0], ast.Name):
         raise _NotStatic(cls_name)
@@ -77,28 +86,29 @@ def _class_defaults(module: str, cls_name: str) -> dict:
 
 
 def _origin(name: str, module: str) -> tuple[str, str]:
-    """(module, name) where ``name`` as seen in ``module`` is defined (one ``from tasks.problems.X import`` hop)."""
-    for node in _module(module).body:
-        if isinstance(node, (ast.Assign, ast.ClassDef)) and name in _bound(node):
+    """(module, name) where ``name`` as seen in ``module`` is bound (following ``from <first-party> import``)."""
+    for node in (_module(module) or ast.Module(body=[])).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.ClassDef)) and name in _bound(node):
             return module, name
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tasks.problems."):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] in FIRST_PARTY:
             for alias in node.names:
                 if (alias.asname or alias.name) == name:
-                    return node.module.rsplit(".", 1)[-1], alias.name
+                    return node.module, alias.name
     raise _NotStatic(name)
 
 
 def _bound(node: ast.stmt) -> set[str]:
     if isinstance(node, ast.ClassDef):
         return {node.name}
-    return {t.id for t in node.targets if isinstance(t, ast.Name)}
+    targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+    return {t.id for t in targets if isinstance(t, ast.Name)}
 
 
 def _evaluate(node: ast.expr, module: str) -> Any:
     if isinstance(node, ast.Name):
         where, name = _origin(node.id, module)
-        for stmt in _module(where).body:
-            if isinstance(stmt, ast.Assign) and name in _bound(stmt):
+        for stmt in (_module(where) or ast.Module(body=[])).body:
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None and name in _bound(stmt):
                 return _evaluate(stmt.value, where)
         raise _NotStatic(node.id)
     if isinstance(node, ast.Dict):

@@ -36,7 +36,7 @@ def _names() -> str:
 
     return (wrap("model.name", model_names()) + wrap("data.augment", AUGMENTATIONS)
             + wrap("data.dataset", [*catalog_names(), *(form for form, _, _ in DATASET_FORMS)])
-            + "\nbundled recipes: convforge recipes; a recipe's fields: tasks/core/recipe.py\n")
+            + "\nbundled recipes: convforge recipes; a recipe with every field and default: convforge recipe show NAME\n")
 
 
 def run(args) -> int:
