@@ -1,19 +1,85 @@
 """``convforge augment-preview``: the grid of originals and augmented versions."""
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 
 from tasks.cli.main import main
 
+POLICY = "[mirror, {rotate: {degrees: 20}}, {random_crop: {padding: 3}}]"
+
+
+def _grid(fig) -> dict:
+    """``{(row, column): axes}`` from each axes' place in the figure's grid."""
+    cells = {}
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()
+        cells[spec.rowspan.start, spec.colspan.start] = ax
+    return cells
+
+
+def _shown(ax) -> np.ndarray:
+    assert len(ax.images) == 1
+    return np.asarray(ax.images[0].get_array())
+
+
+def _sources(rows: int) -> list[np.ndarray]:
+    """The recipe's first training images, loaded here independently of the preview (seed 42, as the recipe)."""
+    from pipelines.splits import load_splits
+
+    return [image[..., 0] for image, _ in load_splits("fashion_mnist", 42, train_limit=rows).train.as_numpy_iterator()]
+
 
 @pytest.mark.slow
 def test_preview_grid_for_a_classification_recipe(workdir):
+    from tasks.core.recipe import load_recipe
+    from tasks.figures.augment_preview import preview_figure
+
+    rows, versions = 2, 3
     out = workdir / "grid.png"
-    code = main(["augment-preview", "fashion_mnist_lenet5", "-o", str(out), "--rows", "2", "--versions", "3",
-                 "--set", "data.augment=[mirror, {rotate: {degrees: 20}}, {random_crop: {padding: 3}}]"])
+    code = main(["augment-preview", "fashion_mnist_lenet5", "-o", str(out), "--rows", str(rows), "--versions", str(versions),
+                 "--set", f"data.augment={POLICY}"])
     assert code == 0
-    grid = mpimg.imread(out)
-    assert grid.shape[1] > grid.shape[0] and grid.std() > 0.05  # 4 columns by 2 rows, not blank
+    png = mpimg.imread(out)
+    assert png.std() > 0.05  # not blank
+    assert png.shape[1] / png.shape[0] == pytest.approx((versions + 1) / rows, rel=0.02)  # 4 columns by 2 rows
+
+    fig = preview_figure(load_recipe("fashion_mnist_lenet5", [f"data.augment={POLICY}"]), rows, versions)
+    cells = _grid(fig)
+    assert sorted(cells) == [(r, c) for r in range(rows) for c in range(versions + 1)]  # rows x (versions + 1), no more
+    assert cells[0, 0].get_title() == "original"
+    assert [cells[0, c].get_title() for c in range(1, versions + 1)] == [f"augmented {c}" for c in range(1, versions + 1)]
+    assert [cells[r, 0].get_ylabel() for r in range(rows)] == [f"#{r}" for r in range(rows)]
+    assert "mirror" in fig._suptitle.get_text() and "rotate" in fig._suptitle.get_text()
+    for r, source in enumerate(_sources(rows)):
+        np.testing.assert_array_equal(_shown(cells[r, 0]), source)  # column 0: the source pixels, untouched
+        for c in range(1, versions + 1):
+            augmented = _shown(cells[r, c])
+            assert augmented.shape == source.shape and not np.array_equal(augmented, source)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_preview_columns_are_draws_of_their_rows_original(workdir):
+    """With ``[mirror]`` alone every augmented cell is its row's original or that original mirrored."""
+    from tasks.core.recipe import load_recipe
+    from tasks.figures.augment_preview import preview_figure
+
+    rows, versions = 3, 6
+    fig = preview_figure(load_recipe("fashion_mnist_lenet5", ["data.augment=[mirror]"]), rows, versions)
+    cells = _grid(fig)
+    flipped = 0
+    for r, source in enumerate(_sources(rows)):
+        for c in range(1, versions + 1):
+            shown = _shown(cells[r, c])
+            assert np.array_equal(shown, source) or np.array_equal(shown, source[:, ::-1]), (r, c)
+            flipped += not np.array_equal(shown, source)
+    assert 0 < flipped < rows * versions  # both outcomes are drawn
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 @pytest.mark.slow

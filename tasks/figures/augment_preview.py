@@ -94,7 +94,19 @@ def _draw(ax, entry: dict) -> None:
 
 def write_preview(recipe: dict, output: str | Path, rows: int = 4, versions: int = 5) -> Path:
     """Render ``rows`` originals and ``versions`` augmented draws each of the recipe's
-    ``data.augment`` policy to ``output`` (PNG). ValueError for a bad policy."""
+    ``data.augment`` policy to ``output`` (PNG). UserError for a bad policy."""
+    fig = preview_figure(recipe, rows, versions)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+    return output
+
+
+def preview_figure(recipe: dict, rows: int = 4, versions: int = 5):
+    """The preview as a matplotlib figure: ``rows`` x ``versions + 1`` axes, the original in column 0."""
     import textwrap
 
     import matplotlib
@@ -127,8 +139,4 @@ def write_preview(recipe: dict, output: str | Path, rows: int = 4, versions: int
     title = "policy: " + (", ".join(str(p) for p in policy) or "none (identity)")
     fig.suptitle(textwrap.fill(title, int(22 * (versions + 1))), fontsize=7)
     fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=110)
-    plt.close(fig)
-    return output
+    return fig
