@@ -115,11 +115,12 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarr
     return cv2.warpAffine(to_rgb(image), transform.params[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def face_crops(image: np.ndarray, size: int = 112, min_confidence: float = 0.9, name: str = "image") -> tuple[np.ndarray, list[Face]]:
-    """Detect and align every face: (crops uint8 ``[F, size, size, 3]``, faces), most confident first.
+def find_faces(image: np.ndarray, min_confidence: float = 0.9, name: str = "image") -> tuple[np.ndarray, float, list[Face]]:
+    """MTCNN on a photo, upscaled first when smaller than ``MIN_SIDE`` (MTCNN misses faces under ~20 px).
 
-    Landmarks and boxes are in the coordinates of ``image`` (after any upscaling
-    they are mapped back). ``ValueError`` names ``name`` when there is no face.
+    Returns ``(work, scale, faces)``: the RGB image searched (``image`` times
+    ``scale``), the scale, and the faces in ``work``'s pixels (``faces_in_photo``
+    maps them back). ``ValueError`` names ``name`` when there is no face.
     """
     import cv2
 
@@ -129,7 +130,22 @@ def face_crops(image: np.ndarray, size: int = 112, min_confidence: float = 0.9, 
     faces = detect_faces(work, min_confidence)
     if not faces:
         raise ValueError(f"no face found in {name} (MTCNN confidence >= {min_confidence}); give a photo with a visible face")
+    return work, scale, faces
+
+
+def faces_in_photo(faces: list[Face], scale: float) -> list[Face]:
+    """Faces found in a copy scaled by ``scale`` (``find_faces``) -> boxes and landmarks in the photo's pixels."""
+    if scale == 1:
+        return faces
+    return [Face(tuple(int(round(v / scale)) for v in f.box), f.confidence, f.landmarks / scale) for f in faces]
+
+
+def face_crops(image: np.ndarray, size: int = 112, min_confidence: float = 0.9, name: str = "image") -> tuple[np.ndarray, list[Face]]:
+    """Detect and align every face: (crops uint8 ``[F, size, size, 3]``, faces), most confident first.
+
+    Landmarks and boxes are in the coordinates of ``image`` (after any upscaling
+    they are mapped back). ``ValueError`` names ``name`` when there is no face.
+    """
+    work, scale, faces = find_faces(image, min_confidence, name)
     crops = np.stack([align(work, f.landmarks, size) for f in faces])
-    if scale > 1:
-        faces = [Face(tuple(int(round(v / scale)) for v in f.box), f.confidence, f.landmarks / scale) for f in faces]
-    return crops, faces
+    return crops, faces_in_photo(faces, scale)

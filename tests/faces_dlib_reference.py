@@ -54,3 +54,17 @@ def dlib_descriptors(chips: np.ndarray) -> np.ndarray:
     """dlib's descriptors of aligned 150x150 chips ``[N, 150, 150, 3]`` (its batch form): ``[N, 128]``."""
     encoder = dlib_models()[2]
     return np.asarray([np.asarray(d) for d in encoder.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])], np.float32)
+
+
+def real_face_photos(folder: Path) -> dict[str, np.ndarray]:
+    """Every real face photo available, by file name: the bundled ones (copied into ``folder``), plus
+    face-api's group photos when npm can fetch them."""
+    from pipelines.face_crops import load_rgb
+    from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
+
+    paths = list(bundled_photos(folder).values())
+    try:
+        paths += face_api_photos()
+    except SamplePhotosUnavailable as err:
+        print(f"face-api photos skipped: {err}")
+    return {p.name: load_rgb(p) for p in paths}

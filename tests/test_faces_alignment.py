@@ -3,13 +3,11 @@ convforge pipeline (MTCNN + landmarks + chip + Keras encoder) against dlib's who
 
 import numpy as np
 import pytest
-from faces_dlib_reference import dlib_faces, dlib_models
+from faces_dlib_reference import dlib_faces, dlib_models, real_face_photos
 
 from models.dlib_face_resnet import dlib_face_resnet
 from models.dlib_shape_predictor import ShapePredictor
 from pipelines.face_chips import dlib_chip, pyramid_down
-from pipelines.face_crops import load_rgb
-from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
 from tasks.workflows.face_alignment import dlib_aligned_faces
 
 MEDIAN_GOAL = 0.10  # the same face through both pipelines; a decision is at 0.6
@@ -18,12 +16,7 @@ MEDIAN_GOAL = 0.10  # the same face through both pipelines; a decision is at 0.6
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """Every real face photo available: the bundled ones, plus face-api's group photos when npm can fetch them."""
-    paths = list(bundled_photos(tmp_path_factory.mktemp("photos")).values())
-    try:
-        paths += face_api_photos()
-    except SamplePhotosUnavailable as err:
-        print(f"face-api photos skipped: {err}")
-    return {p.name: load_rgb(p) for p in paths}
+    return real_face_photos(tmp_path_factory.mktemp("photos"))
 
 
 def test_chips_equal_dlibs_pixel_for_pixel_given_dlibs_points(photos):

@@ -4,12 +4,10 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-from faces_dlib_reference import dlib_models
+from faces_dlib_reference import dlib_models, real_face_photos
 
 from models.dlib_face_resnet import package_weights_path
 from models.dlib_shape_predictor import ShapePredictor
-from pipelines.face_crops import load_rgb
-from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
 from tasks.cli.main import main
 from tasks.workflows.face_landmarks import face_landmarks
 
@@ -18,12 +16,7 @@ GOAL = 0.08  # mean point error / inter-ocular distance
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    paths = list(bundled_photos(tmp_path_factory.mktemp("photos")).values())
-    try:
-        paths += face_api_photos()
-    except SamplePhotosUnavailable as err:
-        print(f"face-api photos skipped: {err}")
-    return {p.name: load_rgb(p) for p in paths}
+    return real_face_photos(tmp_path_factory.mktemp("photos"))
 
 
 @pytest.fixture(scope="module")

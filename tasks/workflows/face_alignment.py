@@ -25,7 +25,7 @@ import functools
 import numpy as np
 
 from pipelines.face_chips import CHIP_SIZE, dlib_chip, face_box
-from pipelines.face_crops import MIN_SIDE, Face, detect_faces, to_rgb
+from pipelines.face_crops import Face, faces_in_photo, find_faces
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,15 +46,6 @@ def dlib_aligned_faces(image: np.ndarray, min_confidence: float = 0.9, name: str
 
     ``ValueError`` names ``name`` when MTCNN finds no face.
     """
-    import cv2
-
-    rgb = to_rgb(image)
-    scale = max(1.0, MIN_SIDE / min(rgb.shape[:2]))  # MTCNN misses faces under ~20 px: look in an upscaled copy
-    work = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
-    faces = detect_faces(work, min_confidence)
-    if not faces:
-        raise ValueError(f"no face found in {name} (MTCNN confidence >= {min_confidence}); give a photo with a visible face")
+    work, scale, faces = find_faces(image, min_confidence, name)  # small photos: searched upscaled
     chips = np.stack([dlib_chip(work, dlib_landmarks(work, f.landmarks), CHIP_SIZE) for f in faces])
-    if scale > 1:
-        faces = [Face(tuple(int(round(v / scale)) for v in f.box), f.confidence, f.landmarks / scale) for f in faces]
-    return chips, faces
+    return chips, faces_in_photo(faces, scale)

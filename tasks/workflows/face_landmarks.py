@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from pipelines.face_chips import face_box
-from pipelines.face_crops import MIN_SIDE, Face, detect_faces, to_rgb
+from pipelines.face_crops import Face, faces_in_photo, find_faces, to_rgb
 
 # point ranges drawn as open or closed polylines
 PARTS = {"jaw": (0, 17, False), "right_brow": (17, 22, False), "left_brow": (22, 27, False), "nose_bridge": (27, 31, False),
@@ -39,19 +39,9 @@ def predictor_68():
 
 def face_landmarks(image: np.ndarray, min_confidence: float = 0.9, name: str = "image") -> tuple[list[Face], np.ndarray]:
     """(faces, points int64 ``[F, 68, 2]``) of every face MTCNN finds; ``ValueError`` naming ``name`` when none."""
-    import cv2
-
-    rgb = to_rgb(image)
-    scale = max(1.0, MIN_SIDE / min(rgb.shape[:2]))
-    work = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
-    faces = detect_faces(work, min_confidence)
-    if not faces:
-        raise ValueError(f"no face found in {name} (MTCNN confidence >= {min_confidence}); give a photo with a visible face")
-    points = np.stack([predictor_68()(work, face_box(f.landmarks)) for f in faces]).astype(np.float64)
-    if scale > 1:
-        faces = [Face(tuple(int(round(v / scale)) for v in f.box), f.confidence, f.landmarks / scale) for f in faces]
-        points = points / scale
-    return faces, np.round(points).astype(np.int64)
+    work, scale, faces = find_faces(image, min_confidence, name)
+    points = np.stack([predictor_68()(work, face_box(f.landmarks)) for f in faces]).astype(np.float64) / scale
+    return faces_in_photo(faces, scale), np.round(points).astype(np.int64)
 
 
 def draw_landmarks(image: np.ndarray, faces: list[Face], points: np.ndarray) -> np.ndarray:
