@@ -42,26 +42,29 @@ from tasks.figures.detection_drawing import draw_detections, tile, write_png
 from tasks.problems.detection import fit_scenes, fresh_scene_stream, load_scene_splits
 
 
+def scene_target(boxes, classes, landmarks, num_classes: int) -> np.ndarray:
+    """The ``[5 + C + 2K]`` target of one scene with zero or one object: ``boxes [M, 4]``, ``classes [M]``,
+    ``landmarks`` ``[M, K, 2]`` or ``[M * K, 2]`` (normalised (x, y)); no box means no object (``pc = 0``)."""
+    k = len(LANDMARK_NAMES)
+    if len(boxes) == 0:
+        return encode_localisation(None, 0, None, num_classes, k)
+    return encode_localisation(boxes[0], classes[0], np.asarray(landmarks).reshape(-1, 2)[:k], num_classes, k)
+
+
 def localisation_targets(scenes: Scenes, num_classes: int) -> np.ndarray:
     """``[N, 5 + C + 2K]`` targets of scenes with zero or one object each."""
-    k = len(LANDMARK_NAMES)
-    rows = []
-    for b, c, m in zip(scenes.boxes, scenes.classes, scenes.landmarks, strict=False):
-        rows.append(encode_localisation(b[0], c[0], m[0], num_classes, k) if len(b) else
-                    encode_localisation(None, 0, None, num_classes, k))
-    return np.stack(rows)
+    return np.stack([scene_target(b, c, m, num_classes)
+                     for b, c, m in zip(scenes.boxes, scenes.classes, scenes.landmarks, strict=False)])
 
 
 def augmented_targets(elements: tf.data.Dataset, policy: list, seed: int | None, num_classes: int) -> tf.data.Dataset:
     """``(image, target)`` pairs of augmented scene elements (``pipelines.scene_data.scene_elements`` with
-    keypoints): the box and landmarks
-    move with the pixels, a mirror swaps the sided landmarks, a box that left the image means no object."""
+    keypoints): the box and landmarks move with the pixels, a mirror swaps the sided landmarks, a box that
+    left the image means no object."""
     k = len(LANDMARK_NAMES)
 
     def target(boxes, labels, points):
-        if len(boxes) == 0:
-            return encode_localisation(None, 0, None, num_classes, k)
-        return encode_localisation(boxes[0], labels[0], points[:k], num_classes, k)
+        return scene_target(boxes, labels, points, num_classes)
 
     def encode(e):
         y = tf.numpy_function(target, [e["boxes"], e["box_labels"], e["keypoints"]], tf.float32)
