@@ -1,29 +1,8 @@
-"""On-the-fly augmentation policies, run as TF graph ops in tf.data's thread pool.
+"""On-the-fly augmentation: a checked policy rendered as TF graph ops in tf.data's thread pool.
 
-A policy is a list read from a recipe, each entry a transform name or a
-one-key mapping of name to options::
-
-    augment: [mirror, {random_crop: {padding: 4}}, {rotate: {degrees: 15}},
-              {shear: {degrees: 10}}, elastic, grid_distortion,
-              {colour_shift: {shift: 20}}, pca_colour]
-
-Transforms (every one takes ``p``, the chance it is applied to an image):
-
-==================  ==========================================================
-``mirror``          horizontal flip (``vertical: true`` flips rows); p 0.5
-``random_crop``     per-image window: ``padding`` px of zeros around the image,
-                    ``scale`` [lo, hi] area fraction (resized back to full size)
-``rotate``          ``degrees``: d (uniform in [-d, d]) or [lo, hi]; counter-
-                    clockwise on screen
-``shear``           ``degrees`` like rotate; ``axis`` x (lean the vertical
-                    axis, top to the right) or y
-``elastic``         local warping: ``grid`` x ``grid`` control points moved up
-                    to ``magnitude`` x image size, interpolated smoothly
-``grid_distortion`` ``steps`` bands per axis, each resized by 1 +- ``limit``
-``colour_shift``    per-channel offsets uniform in [-``shift``, ``shift``] levels
-``pca_colour``      AlexNet PCA colour: ``sum_i alpha_i lambda_i p_i``,
-                    alpha ~ N(0, ``std``); needs a fitted ``PcaColour``
-==================  ==========================================================
+The policy (names, options, validation) is ``pipelines.augment_policy``;
+this module renders its checked steps as graph ops: one sampler per transform
+(``SAMPLERS``) draws each image's matrix, warp or colour offset.
 
 All geometric steps of an image are fused into one inverse map and one
 resampling (affine steps in list order, then the warps; zero fill outside),
@@ -42,33 +21,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
 import tensorflow as tf
 
 from pipelines import geometry
-from pipelines.augment_names import ALIASES  # noqa: F401 - part of this module's interface
+from pipelines.augment_policy import Step, validate_policy, whole_pixels
 from pipelines.flip_pairs import FlipPairs
 from pipelines.pca_colour import PcaColour
 
 MICRO_PIXELS = 1 << 18  # fixed-size images are augmented ~this many pixels at a time (vectorised)
 BOX_ALIGNED = ("box_labels",)  # dict fields filtered together with "boxes"
-
-
-@dataclass(frozen=True)
-class Spec:
-    kind: str  # "affine" | "warp" | "colour"
-    defaults: dict
-    sample: Callable  # (rng, batch, height, width, channels, options, pca) -> matrix | warp | offset
-
-
-@dataclass
-class Step:
-    name: str
-    spec: Spec
-    options: dict = field(default_factory=dict)
 
 
 class _Rng:
@@ -141,86 +102,17 @@ def _pca_colour(rng, b, h, w, c, o, pca: PcaColour):
     return tf.reshape(shift, [b, 1, 1, 3])
 
 
-TRANSFORMS: dict[str, Spec] = {
-    "mirror": Spec("affine", {"p": 0.5, "vertical": False}, _mirror),
-    "random_crop": Spec("affine", {"p": 1.0, "padding": 0, "scale": [1.0, 1.0]}, _random_crop),
-    "rotate": Spec("affine", {"p": 1.0, "degrees": 15.0}, _rotate),
-    "shear": Spec("affine", {"p": 1.0, "degrees": 10.0, "axis": "x"}, _shear),
-    "elastic": Spec("warp", {"p": 1.0, "magnitude": 0.03, "grid": 5}, _elastic),
-    "grid_distortion": Spec("warp", {"p": 1.0, "steps": 5, "limit": 0.3}, _grid_distortion),
-    "colour_shift": Spec("colour", {"p": 1.0, "shift": 20.0}, _colour_shift),
-    "pca_colour": Spec("colour", {"p": 1.0, "std": 0.1}, _pca_colour),
+# transform name -> (rng, batch, height, width, channels, options, pca) -> matrix | warp | colour offset
+SAMPLERS = {
+    "mirror": _mirror,
+    "random_crop": _random_crop,
+    "rotate": _rotate,
+    "shear": _shear,
+    "elastic": _elastic,
+    "grid_distortion": _grid_distortion,
+    "colour_shift": _colour_shift,
+    "pca_colour": _pca_colour,
 }
-
-
-def _check_option(where: str, key: str, value: Any, default: Any) -> Any:
-    def bad(expect: str):
-        return ValueError(f"{where}: option {key!r} must be {expect}; received {value!r}")
-
-    number = (int, float)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise bad("true or false")
-    elif key == "degrees":
-        ok = isinstance(value, number) and value >= 0
-        ok = ok or (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, number) for v in value) and value[0] <= value[1])
-        if not ok or isinstance(value, bool):
-            raise bad("a number d >= 0 (meaning [-d, d]) or a range [lo, hi]")
-    elif key == "scale":
-        if not (isinstance(value, (list, tuple)) and len(value) == 2 and 0 < value[0] <= value[1] <= 1):
-            raise bad("a range [lo, hi] with 0 < lo <= hi <= 1")
-        value = [float(v) for v in value]
-    elif key == "axis":
-        if value not in ("x", "y"):
-            raise bad("'x' or 'y'")
-    elif key in ("grid", "steps"):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
-            raise bad("an integer >= 2")
-    elif key == "padding":
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-            raise bad("an integer >= 0 (pixels)")
-    else:
-        if not isinstance(value, number) or isinstance(value, bool) or value < 0:
-            raise bad("a number >= 0")
-        if key in ("p", "limit") and value > (1 if key == "p" else 0.99):
-            raise bad("between 0 and 1" if key == "p" else "below 1")
-    return value
-
-
-def validate_policy(policy) -> list[Step]:
-    """Check a recipe's policy list; returns its steps. ValueError naming the bad entry."""
-    if policy is None:
-        return []
-    if not isinstance(policy, (list, tuple)):
-        raise ValueError(f"augmentation policy must be a list of transforms; received {policy!r}")
-    steps = []
-    for i, entry in enumerate(policy, 1):
-        if isinstance(entry, str):
-            name, options = entry, {}
-        elif isinstance(entry, dict) and len(entry) == 1:
-            name, options = next(iter(entry.items()))
-            options = {} if options is None else options
-        else:
-            raise ValueError(f"augmentation step {i} must be a name or {{name: {{options}}}}; received {entry!r}")
-        canonical = ALIASES.get(name, name)
-        if canonical not in TRANSFORMS:
-            raise ValueError(f"augmentation step {i}: unknown transform {name!r}; known: {', '.join(TRANSFORMS)}")
-        spec = TRANSFORMS[canonical]
-        where = f"augmentation step {i} ({canonical})"
-        if not isinstance(options, dict):
-            raise ValueError(f"{where}: options must be a mapping; received {options!r}")
-        resolved = dict(spec.defaults)
-        for key, value in options.items():
-            if key not in spec.defaults:
-                raise ValueError(f"{where}: unknown option {key!r}; known options: {', '.join(spec.defaults)}")
-            resolved[key] = _check_option(where, key, value, spec.defaults[key])
-        steps.append(Step(canonical, spec, resolved))
-    return steps
-
-
-def needs_pca(policy) -> bool:
-    """True if the policy has a ``pca_colour`` step (fit ``PcaColour`` on the training set)."""
-    return any(step.name == "pca_colour" for step in validate_policy(policy))
 
 
 def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None, boxes=None, keypoints=None,
@@ -239,21 +131,21 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     matrix, warps, offset, flips = None, [], None, []
     mirrored = {}  # axis -> [B] bool: an odd number of mirrors on that axis (for flip_pairs)
     # only mirrors move pixels and nothing else moves with them: flip, no index maps at all
-    flips_only = boxes is None and keypoints is None and all(s.name == "mirror" for s in steps if s.spec.kind != "colour")
+    flips_only = boxes is None and keypoints is None and all(s.name == "mirror" for s in steps if s.kind != "colour")
     for index, step in enumerate(steps):
         rng = _Rng(tf.random.experimental.stateless_fold_in(seed, index))
         if flips_only and step.name == "mirror":
             flips.append((rng.uniform([b]) < step.options["p"], 1 if step.options["vertical"] else 2))
             continue
-        value = step.spec.sample(rng, b, h, w, c, step.options, pca)
+        value = SAMPLERS[step.name](rng, b, h, w, c, step.options, pca)
         applied = rng.uniform([b]) < step.options["p"] if step.options["p"] < 1 else tf.ones([b], tf.bool)
         if step.name == "mirror":
             axis = "vertical" if step.options["vertical"] else "horizontal"
             mirrored[axis] = tf.not_equal(mirrored[axis], applied) if axis in mirrored else applied
-        if step.spec.kind == "affine":
+        if step.kind == "affine":
             value = tf.where(applied[:, None, None], value, geometry.identity(b))
             matrix = value if matrix is None else matrix @ value
-        elif step.spec.kind == "warp":
+        elif step.kind == "warp":
             warps.append(geometry.Masked(value, applied))
         else:
             value = value * tf.cast(applied, tf.float32)[:, None, None, None]
@@ -261,7 +153,7 @@ def augment_batch(images, seed, steps: list[Step], pca: PcaColour | None = None,
     geometric = matrix is not None or bool(warps)
     if geometric and matrix is None:
         matrix = geometry.identity(b)
-    exact = geometric and not warps and all(_whole_pixels(s) for s in steps if s.spec.kind == "affine")
+    exact = geometric and not warps and all(whole_pixels(s) for s in steps if s.kind == "affine")
 
     def render():
         out, pixels = images, None
@@ -315,11 +207,6 @@ def _swap_sides(pairs: FlipPairs, mirrored: dict, points: tf.Tensor, visible: tf
         return tf.reshape(tf.gather(grouped, order, axis=2, batch_dims=1), tf.shape(t))
 
     return relabel(points), relabel(visible)
-
-
-def _whole_pixels(step: Step) -> bool:
-    """True for steps that map pixels to whole pixels (no resampling needed)."""
-    return step.name == "mirror" or (step.name == "random_crop" and step.options["scale"] == [1.0, 1.0])
 
 
 def _checked_steps(policy, pca: PcaColour | None) -> list[Step]:

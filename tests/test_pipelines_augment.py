@@ -8,7 +8,8 @@ import tensorflow as tf
 from skimage import data
 from skimage.transform import resize
 
-from pipelines.augment import augment_dataset, needs_pca, validate_policy
+from pipelines.augment import augment_dataset
+from pipelines.augment_policy import needs_pca, validate_policy
 from pipelines.pca_colour import PcaColour, fit_pca
 
 
@@ -197,8 +198,18 @@ def test_batched_datasets_get_per_image_draws_too():
 
 
 def test_the_light_list_of_augmentation_names_is_the_implemented_one():
-    from pipelines.augment import TRANSFORMS
-    from pipelines.augment_names import ALIASES, AUGMENTATIONS
+    from pipelines.augment import SAMPLERS
+    from pipelines.augment_policy import ALIASES, AUGMENTATIONS, TRANSFORMS
 
-    assert list(AUGMENTATIONS) == list(TRANSFORMS)
+    assert list(AUGMENTATIONS) == list(TRANSFORMS) == list(SAMPLERS)  # every policy name is rendered
     assert set(ALIASES.values()) <= set(TRANSFORMS)
+
+
+def test_the_policy_checks_without_importing_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipelines.augment_policy import validate_policy; "
+            "assert [s.kind for s in validate_policy(['flip', 'elastic', 'pca_color'])] == ['affine', 'warp', 'colour']; "
+            "assert 'tensorflow' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

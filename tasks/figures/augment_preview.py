@@ -54,7 +54,8 @@ def _augmented(samples: dict, policy: list, versions: int, seed: int) -> list[li
     import numpy as np
     import tensorflow as tf
 
-    from pipelines.augment import augment_dataset, needs_pca
+    from pipelines.augment import augment_dataset
+    from pipelines.augment_policy import needs_pca
 
     pca = None
     if needs_pca(policy):
@@ -114,7 +115,7 @@ def preview_figure(recipe: dict, rows: int = 4, versions: int = 5):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pipelines.augment import validate_policy
+    from pipelines.augment_policy import validate_policy
     from tasks.core.errors import UserError, clean_message
 
     data, seed = recipe["data"], int(recipe.get("seed") or 0)

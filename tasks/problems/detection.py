@@ -189,7 +189,8 @@ class DetectionTask(Task):
             return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
         ds = self._train_elements()
         if policy:
-            from pipelines.augment import augment_dataset, validate_policy
+            from pipelines.augment import augment_dataset
+            from pipelines.augment_policy import validate_policy
 
             try:
                 validate_policy(policy)

@@ -30,7 +30,8 @@ import yaml
 
 from models.boxes import corners_from_midpoint, iou_np
 from models.localisation import LocalisationLoss, decode_localisation, encode_localisation
-from pipelines.augment import augment_dataset, validate_policy
+from pipelines.augment import augment_dataset
+from pipelines.augment_policy import validate_policy
 from pipelines.decode import decode_image
 from pipelines.scene_data import scene_element_dataset, scenes_fingerprint
 from pipelines.scenes import LANDMARK_FLIP, LANDMARK_NAMES, Scenes

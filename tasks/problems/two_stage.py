@@ -146,7 +146,8 @@ class TwoStageDetectionTask(DetectionTask):
         policy = self.recipe["data"]["augment"]
         if not policy:
             return ds
-        from pipelines.augment import augment_dataset, validate_policy
+        from pipelines.augment import augment_dataset
+        from pipelines.augment_policy import validate_policy
 
         try:
             validate_policy(policy)

@@ -25,12 +25,12 @@ def list_recipes(args) -> int:
 
 
 def list_datasets(args) -> int:
-    from pipelines.augment_names import AUGMENTATIONS
+    from pipelines.augment_policy import AUGMENTATIONS
     from pipelines.catalog import DATASET_FORMS, describe
 
     for name, description, offline in describe():
         print(f"{name:<15} {'offline' if offline else 'download':<14} {description}")
     for form, task, description in DATASET_FORMS:
         print(f"{form:<15} {task:<14} {description}")
-    print(f"\ndata.augment takes: {', '.join(AUGMENTATIONS)}  (options: see pipelines/augment.py)")
+    print(f"\ndata.augment takes: {', '.join(AUGMENTATIONS)}  (options: see pipelines/augment_policy.py)")
     return 0

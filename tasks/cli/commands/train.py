@@ -27,7 +27,7 @@ def _names() -> str:
 
     quiet_tensorflow_import()  # the registry imports Keras
     from models import names as model_names
-    from pipelines.augment_names import AUGMENTATIONS
+    from pipelines.augment_policy import AUGMENTATIONS
     from pipelines.catalog import DATASET_FORMS
     from pipelines.catalog import names as catalog_names
 
