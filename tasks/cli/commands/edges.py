@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+DESCRIPTION = ("Convolve a grayscale version of IMAGE with the fixed vertical and horizontal edge filters (the "
+               "notes' 1,0,-1 matrices, or Sobel/Scharr) and write a figure: input, vertical map, horizontal map and "
+               "magnitude. Red = positive response (light to dark, left->right or top->bottom), blue = negative "
+               "(dark to light).")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("edges", help="vertical/horizontal edge maps of an image (fixed 1,0,-1 conv filters)",
-                       description="Convolve a grayscale version of IMAGE with the fixed vertical and horizontal "
-                                   "edge filters (the notes' 1,0,-1 matrices, or Sobel/Scharr) and write a figure: "
-                                   "input, vertical map, horizontal map and magnitude. Red = positive response "
-                                   "(light to dark, left->right or top->bottom), blue = negative (dark to light).")
+                       description=DESCRIPTION)
     p.add_argument("image", help="an image file (JPEG, PNG, BMP or GIF)")
     p.add_argument("-o", "--output", default="edges.png", help="the PNG figure to write (default: edges.png)")
     p.add_argument("--filter", default="notes", choices=["notes", "sobel", "scharr"],
@@ -49,29 +49,15 @@ def edge_figure(gray, maps, kind: str):
     return fig
 
 
-FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
-
-
-def check_figure_output(path: str) -> Path:
-    """The figure path ``-o`` names; ``UserError`` for a folder or a suffix matplotlib cannot write."""
-    from tasks.core.errors import UserError
-
-    out = Path(path)
-    if out.is_dir():
-        raise UserError(f"-o {path!r} is a folder; give a file name such as {out / 'edges.png'}")
-    if out.suffix.lower() not in FIGURE_SUFFIXES:
-        raise UserError(f"-o {path!r} must end in {', '.join(FIGURE_SUFFIXES)}")
-    return out
-
-
 def run(args) -> int:
     from models.edges import edge_detector
     from pipelines.decode import decode_image
     from tasks.cli.commands.predict import read_images
+    from tasks.cli.outputs import FIGURE_SUFFIXES, check_output
     from tasks.core.errors import UserError, first_line
     from tasks.figures import plots
 
-    output = check_figure_output(args.output)
+    output = check_output(args.output, FIGURE_SUFFIXES)
     (data,) = read_images([args.image])
     try:
         gray = decode_image(data, 1, None).numpy()  # the guarded decoder: GIF/BMP become grey too

@@ -54,17 +54,8 @@ def parse_style_weights(layers: str, weights: str | None) -> dict:
     return dict(zip(names, values, strict=True))
 
 
-def check_output(path: str) -> None:
-    """Refuse an output name PIL cannot write, before any long computation."""
-    from pathlib import Path
-
-    from tasks.core.errors import UserError
-
-    if Path(path).suffix.lower() not in {".png", ".jpg", ".jpeg"}:
-        raise UserError(f"-o {path!r} must end in .png, .jpg or .jpeg")
-
-
 def run(args) -> int:
+    from tasks.cli.outputs import check_output
     from tasks.workflows.style_transfer import StyleSettings, load_image, run_style_transfer
 
     check_output(args.output)

@@ -43,7 +43,7 @@ def run_stylize(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from tasks.cli.commands.style import check_output
+    from tasks.cli.outputs import check_output
     from tasks.core.errors import UserError
     from tasks.workflows.fast_style import load_stylizer
     from tasks.workflows.style_transfer import fit_size, load_image
