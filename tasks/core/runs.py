@@ -25,6 +25,11 @@ class LoggedRun:
     model: keras.Model
 
 
+def download_artifact(run_id: str, artifact_path: str) -> Path:
+    """One artifact (file or folder) of a finished run, downloaded; MlflowException/OSError when it is not there."""
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path))
+
+
 def load_run(run_id: str, workdir: str | Path = ".") -> LoggedRun:
     """Load a training run's recipe, class names and Keras model from MLflow."""
     tracking.configure(workdir)

@@ -98,6 +98,7 @@ class SafeLogger:
         self.spill = Path(spill_dir).resolve() / PENDING_FILE  # absolute: sync-runs may run from anywhere
         self.failed = False
         self.resumed = False  # the last start_run continued an existing run
+        self._opened_offline: set[str] = set()
 
     # -- runs ----------------------------------------------------------------------
     def run_id(self) -> str | None:
@@ -118,9 +119,13 @@ class SafeLogger:
         """
         parent = self.run_id()
         nested = parent is not None if nested is None else nested
-        if run_id and run_id.startswith(OFFLINE_PREFIX):
-            run_id = None  # a run that only exists in a queue cannot be continued: a new one
         self.resumed = False
+        if run_id and run_id in self._opened_offline:  # reopened in this process: its calls join the same queue
+            _OFFLINE_RUNS.append(run_id)
+            self.resumed = True
+            return run_id
+        if run_id and run_id.startswith(OFFLINE_PREFIX):
+            run_id = None  # a run that only exists in another process's queue cannot be continued: a new one
         if not self.failed:
             if parent is None:
                 check_reachable()
@@ -137,6 +142,7 @@ class SafeLogger:
                                        "experiment_id": mlflow.tracking.fluent._active_experiment_id,
                                        "parent": parent if nested else None, "tags": tags or {}}, new)
         _OFFLINE_RUNS.append(new)
+        self._opened_offline.add(new)
         return new
 
     def _start_online(self, run_id, run_name, experiment, nested, tags) -> str:

@@ -165,9 +165,7 @@ class ClassificationTask(Task):
     def log_figures(self, model, inputs, history, out_dir: Path) -> list[Path]:
         out = []
         if getattr(self, "_pca", None) is not None:
-            import mlflow
-
-            mlflow.log_artifact(str(self._pca.save(out_dir / "pca_colour.json")))
+            self.tracker("log_artifact", str(self._pca.save(out_dir / "pca_colour.json")))
         if self.recipe["data"]["augment"]:
             from tasks.figures.augment_preview import write_preview
 

@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import yaml
 
@@ -50,6 +49,7 @@ from tasks.core.activation_cache import cached_features, feature_dataset
 from tasks.core.checkpoints import IntervalBackup
 from tasks.core.data_splits import load_splits_for
 from tasks.core.errors import UserError
+from tasks.core.runs import download_artifact
 from tasks.core.task import RECIPE_ASSET, Inputs, compile_model, make_optimizer, progress_verbosity, register_task
 from tasks.evaluation.multicrop import MODES, collect_multicrop, multicrop_probabilities
 from tasks.problems.classification import ClassificationTask, classification_metrics, collect_predictions
@@ -232,12 +232,13 @@ class TransferTask(ClassificationTask):
                   f"{' cosine-decayed to 0' if stage['schedule'] == 'cosine' else ''}", flush=True)
             timer = EpochTimer()
             stage_run = resume / f"stage{i}.mlflow_run_id" if resume else None
-            with mlflow.start_run(run_id=stage_run.read_text().strip() if stage_run and stage_run.is_file() else None,
-                                  run_name=f"stage{i}-{stage['train']}", nested=True) as child:
+            log = self.tracker  # the run lifecycle's: an outage queues the stage runs with the rest
+            with log.run(run_id=stage_run.read_text().strip() if stage_run and stage_run.is_file() else None,
+                         run_name=f"stage{i}-{stage['train']}", nested=True) as child_id:
                 if stage_run:
-                    stage_run.write_text(child.info.run_id)
-                mlflow.log_params({**{f"stage.{k}": v for k, v in stage.items()}, "stage.index": i,
-                                   "stage.cached": cached, "stage.unfrozen_layers": len(unfrozen)})
+                    stage_run.write_text(child_id)
+                log("log_params", {**{f"stage.{k}": v for k, v in stage.items()}, "stage.index": i,
+                                    "stage.cached": cached, "stage.unfrozen_layers": len(unfrozen)})
                 cbs = _stage_callbacks(callbacks, i) + [timer]
                 if stage["keep_best"] and inputs.val is not None:
                     cbs.append(keep_best_callback(stage["epochs"]))
@@ -252,9 +253,9 @@ class TransferTask(ClassificationTask):
                     history = model.fit(**data, epochs=stage["epochs"], callbacks=cbs,
                                         shuffle=False, verbose=progress_verbosity())
                 if timer.seconds:
-                    mlflow.log_metric("seconds_per_epoch", float(np.median(timer.seconds)))
+                    log("log_metric", "seconds_per_epoch", float(np.median(timer.seconds)))
             last = {f"stage{i}_{k}": float(v[-1]) for k, v in history.history.items() if v}
-            mlflow.log_metrics({**last, f"stage{i}_seconds_per_epoch": float(np.median(timer.seconds or [0.0]))})
+            log("log_metrics", {**last, f"stage{i}_seconds_per_epoch": float(np.median(timer.seconds or [0.0]))})
             for key, values in history.history.items():
                 combined.history.setdefault(key, []).extend(values)
             if resume:  # a rerun after a crash continues with the next stage from these weights
@@ -273,7 +274,7 @@ class TransferTask(ClassificationTask):
         cache_dir = self.recipe["transfer"]["cache_dir"]
         train = cached_features(backbone, self._plain_train(inputs), key, cache_dir, "train")
         val = cached_features(backbone, inputs.val, key, cache_dir, "val") if inputs.val is not None else None
-        mlflow.log_metrics({"cache_hit": float(not train.rebuilt), "cache_seconds": train.seconds + (val.seconds if val else 0.0)})
+        self.tracker("log_metrics", {"cache_hit": float(not train.rebuilt), "cache_seconds": train.seconds + (val.seconds if val else 0.0)})
         source = f"computed in {train.seconds:.1f} s" if train.rebuilt else "from cache"
         print(f"  activations: {train.features.shape[0]} x {train.features.shape[1]} ({source}) {train.path.parent}", flush=True)
         batches = -(-train.features.shape[0] // bs)  # every cached image once per epoch, whatever train.steps_per_epoch says
@@ -335,7 +336,7 @@ def export_with_multicrop(model, root, name, class_names, mode: str, crop_fracti
 def keras_file_of_run(run_id: str) -> Path:
     """The ``.keras`` model file a finished training run logged (downloaded from MLflow)."""
     try:
-        local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model"))
+        local = download_artifact(run_id, "model")
     except Exception as err:  # MlflowException, OSError ...
         raise UserError(f"model.options.weights run:{run_id}: no model in that MLflow run ({type(err).__name__}); "
                         f"check the id (mlflow ui) or {FIX}") from None

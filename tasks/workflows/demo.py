@@ -66,8 +66,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_job(args) -> int:
-    import mlflow
-
     from tasks.core import tracking
     from tasks.core.recipe import load_recipe
     from tasks.core.trainer import train
@@ -78,11 +76,11 @@ def main_job(args) -> int:
     recipes = [load_recipe(DEMO_RECIPE, [*args.overrides, f"seed={s}"]) for s in seeds]  # every error before any work
     mode, fraction = "10crop", recipes[0]["evaluation"]["crop_fraction"]
     tracking.configure(workdir)
-    mlflow.set_experiment(recipes[0]["mlflow"]["experiment"])
-    with mlflow.start_run(run_name=f"demo-{time.strftime('%Y%m%d-%H%M%S')}") as parent:
-        mlflow.log_params({"demo.recipe": DEMO_RECIPE, "demo.members": args.members, "demo.seeds": ",".join(map(str, seeds)),
+    log = tracking.SafeLogger(tracking.spill_dir(workdir, "demo"))  # the parent run: outage-safe like its children
+    with log.run(run_name=f"demo-{time.strftime('%Y%m%d-%H%M%S')}", experiment=recipes[0]["mlflow"]["experiment"]) as parent_id:
+        log("log_params", {"demo.recipe": DEMO_RECIPE, "demo.members": args.members, "demo.seeds": ",".join(map(str, seeds)),
                            "evaluation.mode": mode, "evaluation.crop_fraction": fraction})
-        mlflow.log_dict(recipes[0], "member_recipe.yaml")
+        log("log_dict", recipes[0], "member_recipe.yaml")
         members = []
         for i, recipe in enumerate(recipes, start=1):
             print(f"\n=== member {i}/{len(recipes)} (seed {recipe['seed']}) ===", flush=True)
@@ -90,16 +88,16 @@ def main_job(args) -> int:
         print(f"\n=== ensemble of {len(members)} + {mode} on the test split ===", flush=True)
         ens = evaluate_runs([m.run_id for m in members], mode, args.overrides, workdir, fraction)
         table = ens.markdown(mode)
-        mlflow.log_text(table + "\n", "comparison.md")
-        mlflow.log_metrics({f"ensemble_{k}": v for k, v in ens.metrics.items()})
+        log("log_text", table + "\n", "comparison.md")
+        log("log_metrics", {f"ensemble_{k}": v for k, v in ens.metrics.items()})
         for i, m in enumerate(ens.member_metrics, start=1):
-            mlflow.log_metrics({f"member{i}_{k}": v for k, v in m.items()})
-        _log_confusion(ens)
+            log("log_metrics", {f"member{i}_{k}": v for k, v in m.items()})
+        _log_confusion(ens, log)
         export = export_ensemble(ens, workdir / "exports", EXPORT_NAME, mode, fraction).resolve()
-        mlflow.set_tag("export_path", str(export))
+        log("set_tag", "export_path", str(export))
         served = _serve_samples(export, workdir)
         minutes = (time.time() - start) / 60
-        mlflow.log_metric("demo_wall_minutes", minutes)
+        log("log_metric", "demo_wall_minutes", minutes)
 
     test_n = len(ens.labels)
     print(f"\n=== convforge demo: transfer learning on 1% of Fashion-MNIST, test accuracy on {test_n:,} test images ===")
@@ -109,7 +107,7 @@ def main_job(args) -> int:
     print(f"\nthe exported ensemble ({mode} inside) on real test images, through its serving_bytes signature:")
     for line in served:
         print(f"  {line}")
-    print(f"\nMLflow parent run: {parent.info.run_id} (experiment {recipes[0]['mlflow']['experiment']!r}; "
+    print(f"\nMLflow parent run: {parent_id} (experiment {recipes[0]['mlflow']['experiment']!r}; "
           f"members {', '.join(m.run_id[:8] for m in members)} and ensemble {ens.run_id[:8]} nested)")
     print(f"export path:       {export}")
     print(f"signatures:        .venv/bin/saved_model_cli show --dir {export} --all")
@@ -118,16 +116,14 @@ def main_job(args) -> int:
     return 0
 
 
-def _log_confusion(ens) -> None:
+def _log_confusion(ens, log) -> None:
     import tempfile
-
-    import mlflow
 
     from tasks.figures import plots
 
     with tempfile.TemporaryDirectory() as tmp:
         fig = plots.confusion_matrix(ens.labels, ens.probabilities.argmax(axis=1), ens.class_names)
-        mlflow.log_artifact(str(plots.save(fig, Path(tmp) / "ensemble_confusion_matrix.png")), "figures")
+        log("log_artifact", str(plots.save(fig, Path(tmp) / "ensemble_confusion_matrix.png")), "figures")
 
 
 def _serve_samples(export: Path, workdir: Path) -> list[str]:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import yaml
 
@@ -66,6 +65,7 @@ class EnsembleResult:
     export_path: Path | None = None
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0))
     probabilities: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tracker: object = None  # the tracking.SafeLogger that logged the run (``tag_run`` writes through it)
 
     def table(self, mode: str) -> list[tuple[str, float, float | None]]:
         """Rows ``(model, accuracy at 1 crop, accuracy at mode or None)``: each member, then the ensemble."""
@@ -137,23 +137,33 @@ def evaluate_runs(run_ids: list[str], mode: str = "single", overrides: list[str]
     result = EnsembleResult(None, metrics, member_metrics, model, recipe, first.class_names, list(run_ids),
                             labels=labels, probabilities=np.mean(probs[mode], axis=0))
     if log:
+        from tasks.core import tracking
+
+        result.tracker = tracking.SafeLogger(tracking.spill_dir(workdir, "ensemble"))
         result.run_id = _log(result, run_ids, mode)
     return result
 
 
 def _log(result: EnsembleResult, run_ids: list[str], mode: str) -> str:
-    nested = mlflow.active_run() is not None
-    if not nested:
-        mlflow.set_experiment(result.recipe["mlflow"]["experiment"])
-    with mlflow.start_run(run_name=f"ensemble-{len(run_ids)}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}", nested=nested) as run:
-        mlflow.log_params({"members": ",".join(run_ids), "ensemble.size": len(run_ids), "evaluation.mode": mode,
+    """One MLflow run (nested under the caller's open run, if any) through the outage-safe logger."""
+    log = result.tracker
+    with log.run(run_name=f"ensemble-{len(run_ids)}-{mode}-{time.strftime('%Y%m%d-%H%M%S')}",
+                 experiment=result.recipe["mlflow"]["experiment"]) as run_id:
+        log("log_params", {"members": ",".join(run_ids), "ensemble.size": len(run_ids), "evaluation.mode": mode,
                            "data.dataset": result.recipe["data"]["dataset"]})
-        mlflow.set_tags({"task": "ensemble", **{f"member{i}": r for i, r in enumerate(run_ids, start=1)}})
-        mlflow.log_metrics(result.metrics)
+        log("set_tags", {"task": "ensemble", **{f"member{i}": r for i, r in enumerate(run_ids, start=1)}})
+        log("log_metrics", result.metrics)
         for i, m in enumerate(result.member_metrics, start=1):
-            mlflow.log_metrics({f"member{i}_{k}": v for k, v in m.items()})
-        mlflow.log_dict({"members": run_ids, "mode": mode, "class_names": result.class_names}, "ensemble.json")
-        return run.info.run_id
+            log("log_metrics", {f"member{i}_{k}": v for k, v in m.items()})
+        log("log_dict", {"members": run_ids, "mode": mode, "class_names": result.class_names}, "ensemble.json")
+        return run_id
+
+
+def tag_run(result: EnsembleResult, key: str, value: str) -> None:
+    """Set one tag on the ensemble's logged run afterwards (``export_path``), outage-safe like the rest."""
+    log = result.tracker
+    with log.run(run_id=result.run_id):
+        log("set_tag", key, value)
 
 
 def export_ensemble(result: EnsembleResult, root: str | Path, name: str, mode: str = "single", crop_fraction: float = 0.875) -> Path:

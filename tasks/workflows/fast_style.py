@@ -173,25 +173,22 @@ def run_fast_style(style: np.ndarray, settings: FastStyleSettings, export_root="
     from dataclasses import asdict
     from pathlib import Path
 
-    import mlflow
-
-    from tasks.core.tracking import configure
+    from tasks.core import tracking
     from tasks.figures.plots import save
     from tasks.workflows.style_transfer import StyleSettings, comparison_figure, fit_size, load_image, optimise
 
-    configure()
-    mlflow.set_experiment("fast_style")
-    with mlflow.start_run(run_name=name) as run:
+    tracking.configure()
+    log = tracking.SafeLogger(tracking.spill_dir(".", "fast_style"))  # an outage queues the rest for sync-runs
+    with log.run(run_name=name, experiment="fast_style") as run_id:
         params = {k: v for k, v in asdict(settings).items() if k != "style_weights"}
         params.update({f"style_weight.{k}": v for k, v in settings.style_weights.items()})
-        mlflow.log_params(params)
-        log_epoch = keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch))
+        log("log_params", params)
+        log_epoch = tracking.MlflowEpochMetrics(log)
         start = time.perf_counter()
         net, history = train_stylizer(style, settings, callbacks=[log_epoch], verbose=verbose)
         metrics = {"train_seconds": time.perf_counter() - start}
         export_path = export_stylizer(net, export_root, name)
-        mlflow.log_param("export_path", str(export_path))
+        log("log_param", "export_path", str(export_path))
 
         photo = fit_size(load_image(HELD_OUT_PHOTO), compare_size)
         photo = tf.cast(tf.round(photo), tf.uint8)
@@ -210,15 +207,15 @@ def run_fast_style(style: np.ndarray, settings: FastStyleSettings, export_root="
             metrics["optimisation_seconds_per_image"] = slow.history["seconds"][-1]
             metrics["speedup_fast_vs_optimisation"] = slow.history["seconds"][-1] / metrics["fast_seconds_per_image"]
             figure_images.append(slow.image)
-        mlflow.log_metrics(metrics)
+        log("log_metrics", metrics)
         with tempfile.TemporaryDirectory() as tmp:
             fig = comparison_figure(figure_images[:3], ("Content C", "Style S", "Fast stylizer"),
                                     title=f"fast stylizer on held-out {HELD_OUT_PHOTO}")
-            mlflow.log_artifact(str(save(fig, Path(tmp) / "content_style_fast.png")))
+            log("log_artifact", str(save(fig, Path(tmp) / "content_style_fast.png")))
             if compare_steps:
                 fig = comparison_figure((photo[0].numpy(), fast, slow.image),
                                         ("Content C", "Fast stylizer", "Optimised G"), title=f"fast ({metrics['fast_seconds_per_image']:.3f} s) vs "
                                               f"{compare_steps} optimisation steps "
                                               f"({metrics['optimisation_seconds_per_image']:.1f} s)")
-                mlflow.log_artifact(str(save(fig, Path(tmp) / "fast_vs_optimisation.png")))
-        return {"run_id": run.info.run_id, "export_path": export_path, **metrics}
+                log("log_artifact", str(save(fig, Path(tmp) / "fast_vs_optimisation.png")))
+        return {"run_id": run_id, "export_path": export_path, **metrics}

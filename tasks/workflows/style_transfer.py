@@ -245,37 +245,36 @@ def run_style_transfer(
 ) -> StyleResult:
     """``optimise`` inside one MLflow run: params, per-step J/Jc/Js, images every
     ``image_every`` steps (``progress/``), the final G and the C | S | G figure."""
-    import mlflow
     from PIL import Image
 
-    from tasks.core.tracking import configure
+    from tasks.core import tracking
     from tasks.figures.plots import save
 
-    configure()
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name) as run:
+    tracking.configure()
+    log = tracking.SafeLogger(tracking.spill_dir(".", "style"))  # an outage queues the rest for sync-runs
+    with log.run(run_name=run_name, experiment=experiment) as run_id:
         params = {k: v for k, v in asdict(settings).items() if k != "style_weights"}
         params.update({f"style_weight.{k}": v for k, v in settings.style_weights.items()})
-        mlflow.log_params(params)
+        log("log_params", params)
 
         def on_step(step, costs, image):
-            mlflow.log_metrics(costs, step=step)
+            log("log_metrics", costs, step=step)
             if image_every and (step % image_every == 0 or step == settings.steps):
                 pixels = tf.cast(tf.round(tf.clip_by_value(image[0], 0, 255)), tf.uint8).numpy()
-                mlflow.log_image(pixels, artifact_file=f"progress/step_{step:05d}.png")
+                log("log_image", pixels, artifact_file=f"progress/step_{step:05d}.png")
 
         result = optimise(content, style, settings, on_step=on_step, verbose=verbose)
         seconds = result.history["seconds"][-1]
-        mlflow.log_metrics({"seconds": seconds, "steps_per_second": len(result.history["J"]) / seconds})
-        mlflow.log_image(result.image, artifact_file="generated.png")
+        log("log_metrics", {"seconds": seconds, "steps_per_second": len(result.history["J"]) / seconds})
+        log("log_image", result.image, artifact_file="generated.png")
         c = fit_size(content, settings.size)[0].numpy().astype(np.uint8)
         title = f"alpha={settings.alpha:g} beta={settings.beta:g} {settings.optimizer} {settings.steps} steps"
         with tempfile.TemporaryDirectory() as tmp:
             fig = comparison_figure((c, style, result.image), title=title)
             fig_path = save(fig, Path(tmp) / "content_style_generated.png")
-            mlflow.log_artifact(str(fig_path))
+            log("log_artifact", str(fig_path))
             if output:
                 Path(output).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(result.image).save(output)
-        result.run_id = run.info.run_id
+        result.run_id = run_id
     return result

@@ -22,10 +22,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import mlflow
-
     from tasks.core.errors import UserError
-    from tasks.workflows.ensemble import evaluate_runs, export_ensemble
+    from tasks.workflows.ensemble import evaluate_runs, export_ensemble, tag_run
 
     if not 0.0 < args.crop_fraction <= 1.0:
         raise UserError(f"--crop-fraction must be in (0, 1]; received {args.crop_fraction}")
@@ -36,8 +34,7 @@ def run(args) -> int:
     if args.export:
         name = args.name or f"{result.recipe['data']['dataset']}_ensemble{len(args.run_ids)}".replace(":", "_").replace("/", "_")
         result.export_path = export_ensemble(result, args.export_dir, name, args.mode, args.crop_fraction).resolve()
-        with mlflow.start_run(run_id=result.run_id):
-            mlflow.set_tag("export_path", str(result.export_path))
+        tag_run(result, "export_path", str(result.export_path))
         print(f"export path: {result.export_path}")
     print(f"mlflow run id: {result.run_id}")
     return 0

@@ -18,7 +18,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import mlflow
     import numpy as np
     import tensorflow as tf
     import yaml
@@ -62,8 +61,11 @@ def run(args) -> int:
         labels, probs = collect_predictions(logged.model, batch(ds, 256))
     metrics = classification_metrics(labels, probs, prefix=f"eval_{args.split}_")
     if not is_export:
-        with mlflow.start_run(run_id=args.source):
-            mlflow.log_metrics(metrics)
+        from tasks.core import tracking
+
+        log = tracking.SafeLogger(tracking.spill_dir(args.workdir, "evaluate"))  # queued for sync-runs in an outage
+        with log.run(run_id=args.source):
+            log("log_metrics", metrics)
     for key, value in metrics.items():
         print(f"{key}: {value:.4f}")
     return 0
