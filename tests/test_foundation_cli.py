@@ -29,8 +29,8 @@ def test_help_lists_every_command():
 def test_unknown_recipe_key_exits_2_with_one_line():
     out = run_cli("train", "fashion_mnist_lenet5", "--set", "train.epoch=1")
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["error: unknown recipe key 'train.epoch'; known keys here: "
-                                               + out.stderr.split("known keys here: ")[1].strip()]
+    assert out.stderr.strip().splitlines() == ["error: unknown recipe key 'train.epoch'; did you mean 'train.epochs'? "
+                                               "known keys here: " + out.stderr.split("known keys here: ")[1].strip()]
     assert "Traceback" not in out.stderr
 
 
