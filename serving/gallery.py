@@ -225,7 +225,6 @@ class Gallery:
         return added
 
     @guarded
-    @guarded
     def owners(self, image_hashes: Sequence[str]) -> dict[str, list[str]]:
         """Image hash -> names of the persons already enrolled with that image (hashes not enrolled are left out)."""
         out: dict[str, list[str]] = {}
@@ -236,6 +235,7 @@ class Gallery:
                 out[h] = [r[0] for r in rows]
         return out
 
+    @guarded
     def remove(self, name: str) -> int:
         """Remove person ``name`` and their encodings; returns the number of encodings removed."""
         with self._write():

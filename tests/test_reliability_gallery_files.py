@@ -59,6 +59,16 @@ def test_a_corrupted_page_is_one_line_on_list_and_identify(tmp_path, capsys):
         g.identify(_unit(1, 7), 0.5, VERSION)
 
 
+def test_a_corrupted_page_is_one_line_on_remove(tmp_path, capsys):
+    db = tmp_path / "faces.db"
+    _gallery_with(db)
+    _corrupt_a_page(db)
+    for wal in tmp_path.glob("faces.db-*"):
+        wal.unlink()
+    with pytest.raises(GalleryDamaged, match="is damaged"):
+        Gallery(db).remove("person0007")
+
+
 def test_a_zero_byte_file_is_not_silently_a_new_gallery(tmp_path, capsys):
     db = tmp_path / "faces.db"
     db.write_bytes(b"")
