@@ -57,6 +57,12 @@ SCENE_DEFAULTS = {
     "train": 3000, "val": 300, "test": 500, "fresh": True,
     "objects_per_scene": [1, 4], "object_size": [24, 48], "max_overlap": 0.1,
 }
+# the recipe defaults every scene detector shares (YOLO here, Fast/Faster R-CNN in tasks.problems.two_stage)
+SCENE_TASK_DEFAULTS = {
+    "data": {"dataset": "scenes:fashion_mnist", "image_size": [128, 128], "test_fraction": 0.1},
+    "scenes": dict(SCENE_DEFAULTS),
+}
+POSTPROCESS_DEFAULTS = {"score_threshold": 0.6, "iou_threshold": 0.5, "max_detections": 50, "eval_score_threshold": 0.05}
 MAX_BOXES = 32
 
 
@@ -122,13 +128,8 @@ def detections_figure(scenes: Scenes, detections: list[tuple], class_names, coun
 class DetectionTask(Task):
     """YOLO detection (``model.name: yolo``) on generated scenes."""
 
-    defaults = {
-        "data": {"dataset": "scenes:fashion_mnist", "image_size": [128, 128], "test_fraction": 0.1},
-        "model": {"name": "yolo"},
-        "scenes": dict(SCENE_DEFAULTS),
-        "detection": {"anchors": 3, "score_threshold": 0.6, "iou_threshold": 0.5, "max_detections": 50,
-                      "eval_score_threshold": 0.05, "coord_weight": 5.0, "noobj_weight": 0.5},
-    }
+    defaults = dict(SCENE_TASK_DEFAULTS, model={"name": "yolo"},
+                    detection=dict(POSTPROCESS_DEFAULTS, anchors=3, coord_weight=5.0, noobj_weight=0.5))
 
     def build_inputs(self) -> Inputs:
         data, det = self.recipe["data"], self.recipe["detection"]
@@ -181,22 +182,27 @@ class DetectionTask(Task):
         return ds.map(lambda e: {"image": e["image"], "boxes": e["boxes"][: e["count"]],
                                  "box_labels": e["box_labels"][: e["count"]]})
 
+    def _augmented(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+        """Scene elements through ``data.augment`` (boxes move with the pixels); as they are without a policy."""
+        policy = self.recipe["data"]["augment"]
+        if not policy:
+            return ds
+        from pipelines.augment import augment_dataset
+        from pipelines.augment_policy import validate_policy
+
+        try:
+            validate_policy(policy)
+        except ValueError as err:
+            raise UserError(f"data.augment: {err}") from None
+        return augment_dataset(ds, policy, self.recipe["seed"])
+
     def _train_dataset(self, batch_size: int) -> tf.data.Dataset:
         policy = self.recipe["data"]["augment"]
         if not policy and not self._fresh():
             ds = self._dataset(self.train_scenes)
             ds = ds.shuffle(min(len(self.train_scenes), self.recipe["data"]["shuffle_buffer"]), seed=self.recipe["seed"])
             return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-        ds = self._train_elements()
-        if policy:
-            from pipelines.augment import augment_dataset
-            from pipelines.augment_policy import validate_policy
-
-            try:
-                validate_policy(policy)
-            except ValueError as err:
-                raise UserError(f"data.augment: {err}") from None
-            ds = augment_dataset(ds, policy, self.recipe["seed"])
+        ds = self._augmented(self._train_elements())
         anchors, grid, k = self.anchors, self.grid, self.num_classes
         shape = (grid, grid, len(anchors), 5 + k)
 

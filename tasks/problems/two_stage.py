@@ -38,13 +38,19 @@ from models.nms import class_nms
 from models.region_proposals import selective_search
 from models.two_stage_training import OutputLoss, stage_names, two_stage_training_model
 from pipelines.decode import decode_image
-from pipelines.scene_data import scenes_fingerprint
+from pipelines.scene_data import scene_element_dataset, scenes_fingerprint
 from pipelines.scenes import Scenes
 from serving.export import CLASS_NAMES_FILE, export_image_model
 from serving.proposal_export import PROPOSALS_FILE, export_proposal_model
 from tasks.core.errors import UserError
 from tasks.core.task import RECIPE_ASSET, Inputs, compile_model, register_task
-from tasks.problems.detection import SCENE_DEFAULTS, DetectionTask, evaluate_detections, load_scene_splits
+from tasks.problems.detection import (
+    POSTPROCESS_DEFAULTS,
+    SCENE_TASK_DEFAULTS,
+    DetectionTask,
+    evaluate_detections,
+    load_scene_splits,
+)
 
 TWO_STAGE_MODELS = ("fast_rcnn", "faster_rcnn")
 
@@ -96,14 +102,9 @@ def predict_regions(model: keras.Model, images: np.ndarray, num_classes: int, sc
 class TwoStageDetectionTask(DetectionTask):
     """Fast R-CNN (``model.name: fast_rcnn``) or Faster R-CNN (``faster_rcnn``) on generated scenes."""
 
-    defaults = {
-        "data": {"dataset": "scenes:fashion_mnist", "image_size": [128, 128], "test_fraction": 0.1},
-        "model": {"name": "faster_rcnn"},
-        "scenes": dict(SCENE_DEFAULTS),
-        "detection": {"score_threshold": 0.6, "iou_threshold": 0.5, "max_detections": 50,
-                      "eval_score_threshold": 0.05, "max_proposals": 300, "max_boxes": 16, "rois_per_image": 32,
-                      "fg_fraction": 0.25, "rpn_batch": 64, "train_proposals": 64, "box_weight": 1.0},
-    }
+    defaults = dict(SCENE_TASK_DEFAULTS, model={"name": "faster_rcnn"},
+                    detection=dict(POSTPROCESS_DEFAULTS, max_proposals=300, max_boxes=16, rois_per_image=32,
+                                   fg_fraction=0.25, rpn_batch=64, train_proposals=64, box_weight=1.0))
 
     @property
     def needs_proposals(self) -> bool:
@@ -133,27 +134,7 @@ class TwoStageDetectionTask(DetectionTask):
     # -- data: images, padded ground truth (+ proposals) -> the training graph's inputs ----------------------
     @staticmethod
     def _elements(scenes: Scenes) -> tf.data.Dataset:
-        def gen():
-            for image, boxes, labels in zip(scenes.images, scenes.boxes, scenes.classes, strict=True):
-                yield {"image": image, "boxes": boxes.astype(np.float32), "box_labels": labels.astype(np.int64)}
-
-        h, w = scenes.images.shape[1:3]
-        return tf.data.Dataset.from_generator(gen, output_signature={
-            "image": tf.TensorSpec([h, w, 3], tf.uint8), "boxes": tf.TensorSpec([None, 4], tf.float32),
-            "box_labels": tf.TensorSpec([None], tf.int64)})
-
-    def _augmented(self, ds: tf.data.Dataset) -> tf.data.Dataset:
-        policy = self.recipe["data"]["augment"]
-        if not policy:
-            return ds
-        from pipelines.augment import augment_dataset
-        from pipelines.augment_policy import validate_policy
-
-        try:
-            validate_policy(policy)
-        except ValueError as err:
-            raise UserError(f"data.augment: {err}") from None
-        return augment_dataset(ds, policy, self.recipe["seed"])
+        return scene_element_dataset(lambda: [scenes], scenes.images.shape[1:3])
 
     def _examples(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         det = self.recipe["detection"]
