@@ -38,13 +38,8 @@ def inclusive_iou_threshold(iou_threshold: float) -> float:
     return float(np.nextafter(np.float32(iou_threshold), np.float32(0.0)))
 
 
-def class_nms(
-    boxes,
-    class_scores,
-    score_threshold: float = SCORE_THRESHOLD,
-    iou_threshold: float = IOU_THRESHOLD,
-    max_detections: int = 100,
-) -> dict[str, tf.Tensor]:
+def class_nms(boxes, class_scores, score_threshold: float = SCORE_THRESHOLD, iou_threshold: float = IOU_THRESHOLD,
+              max_detections: int = 100) -> dict[str, tf.Tensor]:
     """Per-class NMS for a batch of candidate boxes with a score per class.
 
     Args:
@@ -80,15 +75,8 @@ def class_nms(
     }
 
 
-def batched_nms(
-    boxes,
-    scores,
-    classes,
-    num_classes: int,
-    score_threshold: float = SCORE_THRESHOLD,
-    iou_threshold: float = IOU_THRESHOLD,
-    max_detections: int = 100,
-) -> dict[str, tf.Tensor]:
+def batched_nms(boxes, scores, classes, num_classes: int, score_threshold: float = SCORE_THRESHOLD,
+                iou_threshold: float = IOU_THRESHOLD, max_detections: int = 100) -> dict[str, tf.Tensor]:
     """Per-class NMS for a batch of candidate boxes, one class label per box.
 
     Args:
