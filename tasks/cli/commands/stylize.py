@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+TRAIN_DESCRIPTION = ("Train a Johnson et al. (2016) transformation network for STYLE on random crops of real photos "
+                     "with the perceptual costs of `convforge style`, export it for TF Serving, and compare its time "
+                     "per image with the optimisation method (MLflow experiment fast_style).")
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("stylize", help="stylise an image with an exported fast stylizer",
@@ -15,10 +19,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run_stylize)
 
     p = sub.add_parser("train-stylizer", help="train a fast feed-forward stylizer for one style and export it",
-                       description="Train a Johnson et al. (2016) transformation network for STYLE on random crops of "
-                                   "real photos with the perceptual costs of `convforge style`, export it for TF "
-                                   "Serving, and compare its time per image with the optimisation method "
-                                   "(MLflow experiment fast_style).")
+                       description=TRAIN_DESCRIPTION)
     p.add_argument("style", help="style image (file or built-in name, e.g. starry_night)")
     p.add_argument("--name", default="stylizer", help="export name: <export-dir>/<name>/<version>")
     p.add_argument("--export-dir", default="exports")
