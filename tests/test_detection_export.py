@@ -2,13 +2,12 @@
 
 import json
 
-import numpy as np
 import pytest
+from detection_checks import assert_detect_command_draws, assert_export_equals_keras
 
 from pipelines.catalog import load_arrays
 from pipelines.scenes import background_photos, make_scenes
 from serving.loader import load_export, predict_arrays
-from tasks.cli.main import main
 from tasks.core.recipe import load_recipe
 from tasks.core.trainer import train
 from tasks.problems.detection import predict_detections
@@ -41,20 +40,7 @@ def test_exported_detector_returns_the_keras_models_detections(mlflow_store, wor
     keras_model = mlflow.keras.load_model(f"runs:/{result.run_id}/model")  # the Keras model the run logged
     anchors = json.loads((result.export_path / "assets" / "anchors.json").read_text())
     expected = predict_detections(keras_model, scenes.images, anchors, 10, 0.02, 0.5, 20)
-    for i, (boxes, scores, classes) in enumerate(expected):
-        n = int(out["num_detections"][i])
-        assert n == len(boxes)
-        np.testing.assert_allclose(out["detection_boxes"][i, :n], boxes, atol=1e-4)
-        np.testing.assert_allclose(out["detection_scores"][i, :n], scores, atol=1e-4)
-        np.testing.assert_array_equal(out["detection_classes"][i, :n].astype(int), classes)
+    assert_export_equals_keras(out, expected)
 
     # the CLI draws them; a non-image is refused with one line and exit code 2
-    import cv2
-
-    image = workdir / "scene.png"
-    cv2.imwrite(str(image), cv2.cvtColor(scenes.images[0], cv2.COLOR_RGB2BGR))
-    assert main(["detect", str(result.export_path), str(image), "-o", str(workdir / "out.png")]) == 0
-    drawn = cv2.imread(str(workdir / "out.png"))
-    assert drawn is not None and drawn.shape[0] >= 384
-    (workdir / "bad.png").write_text("not an image")
-    assert main(["detect", str(result.export_path), str(workdir / "bad.png")]) == 2
+    assert_detect_command_draws(result.export_path, scenes.images[0], workdir)

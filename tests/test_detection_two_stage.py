@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from detection_checks import assert_detect_command_draws, assert_export_equals_keras
 
 from pipelines.catalog import load_arrays
 from pipelines.scenes import background_photos, make_scenes
@@ -48,21 +49,10 @@ def test_two_stage_detector_trains_exports_and_detects(kind, mlflow_store, workd
     keras_model = mlflow.keras.load_model(f"runs:/{result.run_id}/model")
     expected, counts = predict_regions(keras_model, scenes.images, 10, 0.05, 0.5, 20, proposals)
     assert min(counts) > 0
-    for i, (boxes, scores, classes) in enumerate(expected):
-        n = int(out["num_detections"][i])
-        assert n == len(boxes)
-        np.testing.assert_allclose(out["detection_boxes"][i, :n], boxes, atol=1e-4)
-        np.testing.assert_allclose(out["detection_scores"][i, :n], scores, atol=1e-4)
-        np.testing.assert_array_equal(out["detection_classes"][i, :n].astype(int), classes)
+    assert_export_equals_keras(out, expected)
 
     # the CLI computes what the export needs (Fast R-CNN: selective search) and draws the boxes
-    image = workdir / "scene.png"
-    cv2.imwrite(str(image), cv2.cvtColor(scenes.images[0], cv2.COLOR_RGB2BGR))
-    assert main(["detect", str(result.export_path), str(image), "-o", str(workdir / "out.png")]) == 0
-    drawn = cv2.imread(str(workdir / "out.png"))
-    assert drawn is not None and drawn.shape[0] >= 384
-    (workdir / "bad.png").write_text("not an image")
-    assert main(["detect", str(result.export_path), str(workdir / "bad.png")]) == 2
+    assert_detect_command_draws(result.export_path, scenes.images[0], workdir)
 
 
 def test_rcnn_export_equals_rcnn_detect_on_real_scenes(workdir):
