@@ -92,17 +92,24 @@ def class_agnostic(scenes, detections):
     return evaluate_detections(merged, [(b, s, c * 0) for b, s, c in detections])["map50_voc"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-scenes", type=int, default=4000)
-    parser.add_argument("--test-scenes", type=int, default=400)
+def scene_benchmark_parser(doc: str, budget_min: float, budget_help: str, train_scenes: int, test_scenes: int,
+                           rcnn_train_scenes: int, speed_scenes: int, export_help: str, out: str) -> argparse.ArgumentParser:
+    """The options the scene-detector benchmarks share (this one and ``benchmarks/two_stage.py``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--budget-min", type=float, default=budget_min, help=budget_help)
+    parser.add_argument("--train-scenes", type=int, default=train_scenes, help="training scenes (fresh ones per epoch)")
+    parser.add_argument("--test-scenes", type=int, default=test_scenes)
     parser.add_argument("--epochs", type=int, default=400)
-    parser.add_argument("--budget-min", type=float, default=GOAL_BUDGET_MIN, help="YOLO training time limit (the recorded run)")
-    parser.add_argument("--rcnn-train-scenes", type=int, default=400)
-    parser.add_argument("--speed-scenes", type=int, default=100)
-    parser.add_argument("--export", default=None, help="also export the trained YOLO here")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "detection.md"))
-    args = parser.parse_args()
+    parser.add_argument("--rcnn-train-scenes", type=int, default=rcnn_train_scenes)
+    parser.add_argument("--speed-scenes", type=int, default=speed_scenes)
+    parser.add_argument("--export", default=None, help=export_help)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / out))
+    return parser
+
+
+def main() -> None:
+    args = scene_benchmark_parser(__doc__, GOAL_BUDGET_MIN, "YOLO training time limit (the recorded run)", 4000, 400,
+                                  400, 100, "also export the trained YOLO here", "detection.md").parse_args()
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
 

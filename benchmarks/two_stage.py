@@ -25,7 +25,6 @@ Writes benchmarks/results/two_stage.md; takes about 4 x the budget plus a few mi
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
@@ -42,7 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.detection import ClockSchedule, train_yolo  # noqa: E402
+from benchmarks.detection import ClockSchedule, scene_benchmark_parser, train_yolo  # noqa: E402
 from models import build  # noqa: E402
 from models.fast_rcnn import detect_regions  # noqa: E402
 from models.region_proposals import rcnn_detect, selective_search  # noqa: E402
@@ -103,16 +102,8 @@ def per_image_ms(fn, images) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget-min", type=float, default=10.0, help="training minutes per detector (the recorded run)")
-    parser.add_argument("--train-scenes", type=int, default=2000, help="fresh scenes per epoch")
-    parser.add_argument("--test-scenes", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=400)
-    parser.add_argument("--rcnn-train-scenes", type=int, default=600)
-    parser.add_argument("--speed-scenes", type=int, default=60)
-    parser.add_argument("--export", default=None, help="also export the four trained detectors into this folder")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "two_stage.md"))
-    args = parser.parse_args()
+    args = scene_benchmark_parser(__doc__, 10.0, "training minutes per detector (the recorded run)", 2000, 200, 600, 60,
+                                  "also export the four trained detectors into this folder", "two_stage.md").parse_args()
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     budget = args.budget_min * 60
