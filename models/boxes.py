@@ -15,9 +15,11 @@ evaluation, targets, k-means), both element-wise with broadcasting; the
 Degenerate boxes (zero or negative width/height) have area 0 and IoU 0 with
 everything.
 
-``pipelines`` may not import ``models`` (DESIGN: one-way imports), so the
-YOLO txt reader/writer (``pipelines.annotations``) keeps its own one-line
-``cx cy w h`` parse: a file format, not box arithmetic of a model.
+``pipelines`` may not import ``models`` (DESIGN: one-way imports), so two
+box computations stay on the data side: the YOLO txt reader and writer
+(``pipelines.annotations``, ``pipelines.detection_writers``) convert the file
+format's ``cx cy w h`` themselves, and the scene generator
+(``pipelines.scenes``) checks the overlap of the objects it places.
 
 Example:
     >>> corners_from_midpoint(np.array([0.5, 0.5, 0.2, 0.4]))

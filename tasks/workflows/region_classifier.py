@@ -32,6 +32,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from models.boxes import corners_from_midpoint, midpoint_from_corners
 from models.region_proposals import label_regions, rcnn_detect, selective_search, warp_regions
 from models.sliding_windows import (
     build_window_classifier,
@@ -63,9 +64,10 @@ def window_training_set(scenes, num_classes: int, rng, window: int = WINDOW) -> 
     crops, labels = [], []
     for image, boxes, classes in zip(scenes.images, scenes.boxes, scenes.classes, strict=False):
         h, w = image.shape[:2]
-        for (y0, x0, y1, x1), c in zip(boxes, classes, strict=False):
-            cy, cx, side = (y0 + y1) / 2, (x0 + x1) / 2, max(y1 - y0, x1 - x0)
-            crops.append(warp_regions(image, [[cy - side / 2, cx - side / 2, cy + side / 2, cx + side / 2]], window)[0])
+        for box, c in zip(boxes, classes, strict=False):
+            cx, cy, bw, bh = midpoint_from_corners(box)
+            square = corners_from_midpoint(np.array([cx, cy, max(bw, bh), max(bw, bh)]))  # the box's square
+            crops.append(warp_regions(image, square[None], window)[0])
             labels.append(c)
         oy, ox = rng.integers(0, h - window), rng.integers(0, w - window)
         crops.append(image[oy : oy + window, ox : ox + window])
