@@ -80,6 +80,7 @@ class ClassificationTask(Task):
     def _train_transform(self, splits):
         """Per-batch augmentation (each image draws its own parameters), then the tf.data service if set."""
         from pipelines import augment, data_service
+        from pipelines.augment_policy import needs_pca
 
         data = self.recipe["data"]
         policy, service = data["augment"], data["service"]
@@ -91,7 +92,7 @@ class ClassificationTask(Task):
             service_options = data_service.check_options(service) if service else None
         except (ValueError, TypeError) as err:
             raise UserError(f"data.service: {err}") from None
-        pca = self._fit_pca(splits) if augment.needs_pca(policy) else None
+        pca = self._fit_pca(splits) if needs_pca(policy) else None
 
         def transform(ds):
             if policy:
