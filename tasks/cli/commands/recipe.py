@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
     show = actions.add_parser("show", help="print the resolved recipe as YAML",
                               description="Print the recipe as `convforge train` would run it (and MLflow would log "
                                           "it): the YAML merged with every default of its task and the --set "
-                                          "overrides, validated. Unknown keys name the closest known one.")
+                                          "overrides, validated (values a task settles at run time, e.g. transfer's image size "
+                                          "for a folder, show as null). Unknown keys name the closest known one.")
     show.add_argument("recipe", help="a recipe YAML path or the name of a bundled recipe (see `convforge recipes`)")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override a recipe field, e.g. --set train.epochs=3 (repeatable)")
