@@ -72,6 +72,39 @@ def regime_ratio(rate: list[float], peaks: list[float], high: bool) -> str:
     return f"{statistics.median(ratios):.2f}" if ratios else "-"
 
 
+def cpu_flags(path: str | Path = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags (the first ``flags`` line of /proc/cpuinfo), or None where it cannot be read."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def bf16_note(flags: set[str] | None, train_gain: float, matmul_gain: float) -> str:
+    """What this CPU offers bfloat16 (read, not typed) and what bfloat16 gained in this run, training vs. matmul."""
+    if flags is None:
+        cpu = "The CPU's flags could not be read (no /proc/cpuinfo)"
+    else:
+        has = {name: any(f in flags for f in names) for name, names in
+               {"AVX512-BF16": ("avx512_bf16",), "AMX": ("amx_bf16", "amx_tile")}.items()}
+        cpu = "This CPU has " + " and ".join(("" if ok else "no ") + name for name, ok in has.items()) + " (/proc/cpuinfo)"
+    relation = "less than" if train_gain < matmul_gain else "at least as much as"
+    return (f"{cpu}; in this run mixed_bfloat16 training (bias-free net) ran {train_gain:.2f}x its float32 GFLOP/s, "
+            f"{relation} the bfloat16 matmul's {matmul_gain:.2f}x over float32.")
+
+
+def peak_note(peaks: list[float]) -> str:
+    """The spread of the run's float32 peaks and how rounds are split into low- and high-peak states."""
+    high = sum(is_high(p, peaks) for p in peaks)
+    return (f"The float32 peak of a shared virtual machine is not one number: in this run it measured "
+            f"{min(peaks):.0f} to {max(peaks):.0f} GFLOP/s over {len(peaks)} rounds ({len(peaks) - high} low-peak, "
+            f"{high} high-peak; a round is 'high-peak' above 0.7 x the run's highest peak). The share of the "
+            f"same-round peak is shown for each state.")
+
+
 def with_keras_batch_norm(model: keras.Model) -> keras.Model:
     """The same functional model with every FusedBatchNormalization replaced by Keras' own layer."""
     def clone(layer):
@@ -98,7 +131,7 @@ def build(which: str, policy: str) -> keras.Model:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=480, help="seconds of timed rounds after tracing (default 540)")
+    parser.add_argument("--budget", type=float, default=480, help="seconds of timed rounds after tracing (default %(default)s)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per model per round")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -148,6 +181,8 @@ def main(argv=None) -> int:
                               rates[("convforge resnet50 bias-free, Keras BN", policy)], strict=True))
         for policy in ("float32", "mixed_bfloat16")}
     states = [sum(is_high(p, peaks["float32"]) == high for p in peaks["float32"]) for high in (False, True)]
+    bf16_gain = statistics.median(a / b for a, b in zip(rates[("convforge resnet50 bias-free", "mixed_bfloat16")],
+                                                        rates[("convforge resnet50 bias-free", "float32")], strict=True))
     body = (table(["model (96x96x3, batch 32)", "precision", "train GFLOP/example", "achieved GFLOP/s (median)",
                    "/ fp32 peak (median of per-round ratios)", f"same, low-peak rounds ({states[0]})",
                    f"same, high-peak rounds ({states[1]})", "best round / best peak", "/ bf16 peak (per round)", "goal",
@@ -158,10 +193,7 @@ def main(argv=None) -> int:
             f"Fused batch norm against Keras' (the bias-free net, same rounds, median of per-round ratios): "
             f"{fused_gain['float32']:.2f}x the GFLOP/s in float32, {fused_gain['mixed_bfloat16']:.2f}x with mixed_bfloat16. "
             "FLOPs: forward multiply-accumulates from `models.conv_arithmetic` x2 x3 (see the script's docstring). "
-            "\n\nThe float32 peak of these 2 vCPUs is not one number: across runs and rounds it measured either about "
-            "240 or about 480 GFLOP/s (the cause is not visible from inside the virtual machine; a round is "
-            "'high-peak' above 0.7 x the run's highest peak). Training gains less than the matmul from the high "
-            "state, so its share of the same-round peak is lower there; both are shown."
+            "\n\n" + peak_note(peaks["float32"]) +
             "\n\nWhat limited the ratio, and the fix: the count covers only Conv/Dense multiplies, while every step "
             "also runs batch norm, ReLU, residual additions and bias adds forward and backward, memory-bound work "
             "that is not counted. Keras 3's `BatchNormalization` computes the batch moments and the normalisation "
@@ -169,8 +201,8 @@ def main(argv=None) -> int:
             "back around them. The project's ResNet, Inception, EfficientNet-Lite0 and YOLO nets now use `models.fused_batch_norm.FusedBatchNormalization` "
             "(TensorFlow's FusedBatchNormV3 on oneDNN, which takes bfloat16 activations directly; the same weights, "
             "config and frozen behaviour); the 'Keras BN' rows are the same net with Keras' layer, measured in the "
-            "same rounds. keras.applications.ResNet50 keeps Keras' layer. This CPU has AVX512-BF16 but no AMX, so "
-            "bf16 convolutions gain less over fp32 than the bf16 matmul does. The project's ResNet-50 keeps Keras' "
+            "same rounds. keras.applications.ResNet50 keeps Keras' layer. " + bf16_note(cpu_flags(), bf16_gain, bf16 / f32)
+            + " The project's ResNet-50 keeps Keras' "
             "conv biases by default (parameter parity with keras.applications); the bias-free layout skips a bias "
             "add and its gradient per convolution.")
     write_section("training_efficiency", "Training FLOP efficiency: ResNet-50 against the same-run matmul peak",
