@@ -157,8 +157,9 @@ class _Loop:
         with tf.GradientTape() as tape:
             out = model(x, training=training)
             heads = out if isinstance(out, dict) else {None: out}
-            loss = tf.add_n([weight * tf.nn.compute_average_loss(tf.cast(fn(y, heads[name]), tf.float32))
-                             for name, (fn, weight) in self.losses.items()])
+            parts = {name: tf.nn.compute_average_loss(tf.cast(fn(y, heads[name]), tf.float32))
+                     for name, (fn, _) in self.losses.items()}  # each: this replica's share of the global mean
+            loss = tf.add_n([self.losses[name][1] * part for name, part in parts.items()])
             pred = out["main"] if isinstance(out, dict) else out  # metrics follow the inference output
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
@@ -166,31 +167,40 @@ class _Loop:
             grads = tape.gradient(loss, model.trainable_variables)
             model.optimizer.apply_gradients(zip(grads, model.trainable_variables))  # noqa: B905 (autograph zip takes no strict=)
         local = tf.stack([tf.cast(tf.shape(y)[0], tf.float64), tf.reduce_sum(tf.cast(y, tf.float64))])
-        return loss, y, tf.cast(pred, tf.float32), local
+        named = {f"{name}_loss": part for name, part in parts.items() if name is not None}
+        return {"loss": loss, **named}, y, tf.cast(pred, tf.float32), local
 
     def _step(self, batch, training):
-        loss, y, pred, local = self.strategy.run(self._replica, args=(*batch, training))
-        loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        losses, y, pred, local = self.strategy.run(self._replica, args=(*batch, training))
+        losses = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in losses.items()}
         local = tf.add_n(list(self.strategy.experimental_local_results(local)))
-        return loss, self.strategy.gather(y, axis=0), self.strategy.gather(pred, axis=0), local
+        return losses, self.strategy.gather(y, axis=0), self.strategy.gather(pred, axis=0), local
 
     def run_epoch(self, dist_ds, training: bool, epoch: int) -> tuple[dict[str, float], np.ndarray]:
-        """One pass; returns (logs like fit's: loss + metrics, this worker's [examples, label sum])."""
+        """One pass; returns (logs named as fit names them, this worker's [examples, label sum]).
+
+        A multi-head model logs ``loss`` (weighted total), ``<head>_loss``
+        (unweighted) and the metrics as ``main_<metric>``, as Keras does.
+        """
         for m in self.metrics:
             m.reset_state()
-        total, count, local = 0.0, 0, np.zeros(2)
+        totals: dict[str, float] = {}
+        count, local = 0, np.zeros(2)
         step_fn = self.train_step if training else self.eval_step
         for step, batch in enumerate(dist_ds):
-            loss, y, pred, seen = step_fn(batch)
+            losses, y, pred, seen = step_fn(batch)
             n = int(tf.shape(y)[0])
-            if training and not math.isfinite(float(loss)):
-                raise TrainingDiverged(f"loss became {float(loss)} at epoch {epoch + 1}, step {step + 1}; "
+            if training and not math.isfinite(float(losses["loss"])):
+                raise TrainingDiverged(f"loss became {float(losses['loss'])} at epoch {epoch + 1}, step {step + 1}; "
                                        "lower train.learning_rate or check the data")
-            total, count, local = total + float(loss) * n, count + n, local + seen.numpy()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * n
+            count, local = count + n, local + seen.numpy()
             for m in self.metrics:
                 m.update_state(y, pred)
-        logs = {"loss": total / max(count, 1)}
-        logs.update({m.name: float(m.result()) for m in self.metrics})
+        logs = {k: v / max(count, 1) for k, v in totals.items()} if totals else {"loss": 0.0}
+        prefix = "main_" if len(self.losses) > 1 else ""
+        logs.update({f"{prefix}{m.name}": float(m.result()) for m in self.metrics})
         return logs, local
 
 
@@ -203,7 +213,7 @@ def train_multi_worker(recipe: dict, strategy: tf.distribute.MultiWorkerMirrored
 def _train_multi_worker(recipe: dict, strategy, workdir: Path) -> TrainResult:
     config = read_tf_config()
     chief, index = is_chief(config), int(config["task"]["index"])
-    tracking.configure(workdir)  # weights named run:<id> are read from MLflow while the model is built
+    (tracking.preflight if chief else tracking.configure)(workdir)  # the chief alone talks to MLflow
     keras.utils.set_random_seed(recipe["seed"])
     task = get_task_class(recipe["task"])(recipe)
     state = workdir / "runs" / recipe_key(recipe)

@@ -62,6 +62,14 @@ def configure(workdir: str | Path = ".") -> str:
     return uri
 
 
+def preflight(workdir: str | Path = ".") -> str:
+    """``configure``, then (no run open in this process) ``check_reachable``: a dead URI fails before any work."""
+    uri = configure(workdir)
+    if mlflow.active_run() is None and not _OFFLINE_RUNS:
+        check_reachable(uri)
+    return uri
+
+
 def check_reachable(uri: str | None = None, timeout_s: float = 5.0) -> None:
     """Raise ``UserError`` (one line naming the URI and the fix) when an HTTP tracking server does not answer.
 

@@ -96,7 +96,7 @@ def train(recipe: dict, workdir: str | Path = ".") -> TrainResult:
 
 
 def _train(recipe: dict, workdir: Path) -> TrainResult:
-    tracking.configure(workdir)  # weights named run:<id> are read from MLflow while the model is built
+    tracking.preflight(workdir)  # an unreachable server is one error line before any work; run:<id> weights read MLflow
     keras.utils.set_random_seed(recipe["seed"])
     task = get_task_class(recipe["task"])(recipe)
 
