@@ -94,7 +94,55 @@ def test_preview_draws_boxes_and_keypoints_on_scenes(workdir):
     out = workdir / "scenes.png"
     assert main(["augment-preview", "scenes_yolo", "-o", str(out), "--rows", "2", "--versions", "2",
                  "--set", "data.image_size=[64, 64]"]) == 0
-    assert out.stat().st_size > 5000
+    png = mpimg.imread(out)
+    assert png.std() > 0.05 and png.shape[1] / png.shape[0] == pytest.approx(3 / 2, rel=0.02)  # 3 columns by 2 rows
+
+
+def _rectangles(ax) -> list[tuple[float, float, float, float]]:
+    from matplotlib.patches import Rectangle
+
+    return sorted((round(p.get_x(), 3), round(p.get_y(), 3), round(p.get_width(), 3), round(p.get_height(), 3))
+                  for p in ax.patches if isinstance(p, Rectangle))
+
+
+def _box_rectangles(boxes, size: int, mirrored: bool = False) -> list[tuple[float, float, float, float]]:
+    """Where [ymin, xmin, ymax, xmax] boxes (fractions) should be drawn on a ``size`` px image (pixel centres)."""
+    out = []
+    for ymin, xmin, ymax, xmax in np.asarray(boxes).reshape(-1, 4):
+        if mirrored:
+            xmin, xmax = 1 - xmax, 1 - xmin
+        out.append((round(xmin * size - 0.5, 3), round(ymin * size - 0.5, 3), round((xmax - xmin) * size, 3),
+                    round((ymax - ymin) * size, 3)))
+    return sorted(out)
+
+
+@pytest.mark.slow
+def test_preview_grid_draws_each_rows_boxes_and_keypoints_where_they_are(workdir):
+    """scenes_yolo ([mirror]): column 0 shows the scene with its own boxes; every draw shows them, mirrored or not."""
+    from tasks.core.recipe import load_recipe
+    from tasks.figures.augment_preview import _samples, preview_figure
+
+    rows, versions, size = 2, 4, 64
+    recipe = load_recipe("scenes_yolo", [f"data.image_size=[{size}, {size}]"])
+    samples = _samples(recipe["data"], rows, seed=recipe["seed"])
+    fig = preview_figure(recipe, rows, versions)
+    cells = _grid(fig)
+    assert sorted(cells) == [(r, c) for r in range(rows) for c in range(versions + 1)]
+    flipped = 0
+    for r in range(rows):
+        np.testing.assert_array_equal(_shown(cells[r, 0]), samples["images"][r])
+        assert len(samples["boxes"][r]) >= 1
+        assert _rectangles(cells[r, 0]) == _box_rectangles(samples["boxes"][r], size)
+        assert len(cells[r, 0].collections) == 1  # the keypoints' scatter
+        for c in range(1, versions + 1):
+            mirrored = np.array_equal(_shown(cells[r, c]), samples["images"][r][:, ::-1])
+            assert mirrored or np.array_equal(_shown(cells[r, c]), samples["images"][r]), (r, c)
+            assert _rectangles(cells[r, c]) == _box_rectangles(samples["boxes"][r], size, mirrored), (r, c, mirrored)
+            flipped += mirrored
+    assert 0 < flipped < rows * versions  # both outcomes drawn, so the boxes were checked mirrored and not
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_preview_refuses_a_bad_policy(workdir, capsys):
