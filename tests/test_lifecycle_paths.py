@@ -16,10 +16,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from reliability_faults import encode, expected_skips, real_images, write_bad_images
 
 from tasks.core.runs import load_run
-
-from reliability_faults import encode, expected_skips, real_images, write_bad_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
