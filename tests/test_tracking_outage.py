@@ -76,8 +76,11 @@ def test_unreachable_server_at_start_is_one_error_line_within_seconds(tmp_path, 
     assert len(err) == 1 and err[0].startswith(f"error: MLflow tracking server {url} is unreachable")
     assert "MLFLOW_TRACKING_URI" in err[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     assert main(["sync-runs", "--workdir", str(tmp_path)]) == 0  # nothing queued: nothing to reach
+    start = time.perf_counter()  # reads of finished runs say the same, not "run not found"
+    assert main(["ensemble", "0" * 32, "1" * 32, "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert time.perf_counter() - start < 20 and len(err) == 1 and f"{url} is unreachable" in err[0]
 
 
 class KillServerAfterFirstEpoch(keras.callbacks.Callback):

@@ -33,6 +33,7 @@ def download_artifact(run_id: str, artifact_path: str) -> Path:
 def load_run(run_id: str, workdir: str | Path = ".") -> LoggedRun:
     """Load a training run's recipe, class names and Keras model from MLflow."""
     tracking.configure(workdir)
+    tracking.check_reachable()  # a dead server is said as such, not as "run not found"
     try:
         mlflow.get_run(run_id)
     except Exception:
