@@ -145,3 +145,36 @@ def test_lost_store_after_a_crash_starts_a_new_run_and_still_resumes_training(tm
     finally:
         mlflow.set_tracking_uri(None)
     assert not state.exists()
+
+
+def test_runs_opened_during_an_outage_are_created_nested_by_sync(tmp_path, monkeypatch):
+    import numpy as np
+
+    store = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    mlflow.set_tracking_uri(store)
+    log = SafeLogger(tmp_path / "runs" / "k")
+    parent = log.start_run(run_name="parent", experiment="outage")
+    mlflow.set_tracking_uri(_dead_uri())
+    with log.run(run_name="stage2") as child:  # opened while the server is away: a local id
+        assert child.startswith("offline-") and log.failed
+        log("log_params", {"stage.index": 2})
+        log("log_image", np.full((4, 4, 3), 200, np.uint8), artifact_file="progress/step_00001.png")
+        log("log_text", "hello\n", "notes.md")
+    log("set_tag", "export_path", "/nowhere")
+    log.end_run("FINISHED")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    try:
+        assert main(["sync-runs", "--workdir", str(tmp_path)]) == 0
+        client = mlflow.MlflowClient(store)
+        runs = client.search_runs([client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+        assert [r.info.run_name for r in runs] == ["stage2"]
+        stage = runs[0]
+        assert stage.info.status == "FINISHED" and stage.data.params == {"stage.index": "2"}
+        assert {a.path for a in client.list_artifacts(stage.info.run_id, "progress")} == {"progress/step_00001.png"}
+        assert "notes.md" in {a.path for a in client.list_artifacts(stage.info.run_id)}
+        assert client.get_run(parent).data.tags["export_path"] == "/nowhere"
+        assert client.get_run(parent).info.status == "FINISHED"
+    finally:
+        mlflow.set_tracking_uri(None)
