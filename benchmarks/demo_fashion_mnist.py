@@ -7,8 +7,8 @@ temporary working folder, and records the table and the wall time the demo
 itself prints: each member at 1 and 10 crops, the ensemble at 1 and 10 crops,
 on the full 10,000 test images. ``--quick-too`` also runs the LeNet-5 variant
 (``make demo DEMO_ARGS=--quick``). The README's demo figures (between its
-``demo-results`` markers) are copied from the recorded result, never typed:
-``--readme-only`` copies them again without running the demo.
+``results:demo_fashion_mnist`` markers) are copied from the recorded result
+by ``benchmarks/readme_blocks.py``, never typed.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import table, write_section  # noqa: E402
+from benchmarks.readme_blocks import sync_readme  # noqa: E402
 
 
 def run_demo(extra: list[str]) -> str:
@@ -42,31 +43,10 @@ def load_average() -> str:
     return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
 
 
-RESULT = ROOT / "benchmarks" / "results" / "demo_fashion_mnist.md"
-README = ROOT / "README.md"
-MARKERS = ("<!-- demo-results: copied from benchmarks/results/demo_fashion_mnist.md -->", "<!-- demo-results: end -->")
-
-
-def sync_readme() -> None:
-    """Copy the recorded demo table and wall-time line into README.md between its markers."""
-    lines = RESULT.read_text().splitlines()
-    machine = next(line for line in lines if line.startswith("Machine:"))
-    rows = [line for line in lines if line.startswith("|")]
-    summary = next(line for line in lines if line.startswith("Ensemble + 10-crop"))
-    block = "\n".join([MARKERS[0], *rows, "", summary, f"({machine})", MARKERS[1]])
-    text = README.read_text()
-    start, end = text.index(MARKERS[0]), text.index(MARKERS[1]) + len(MARKERS[1])
-    README.write_text(text[:start] + block + text[end:])
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick-too", action="store_true", help="also run the LeNet-5 variant")
-    parser.add_argument("--readme-only", action="store_true", help="only copy the recorded result into README.md")
     args = parser.parse_args(argv)
-    if args.readme_only:
-        sync_readme()
-        return
     before = load_average()
     out = run_demo([])
     rows = [line for line in out.splitlines() if line.startswith("|")]

@@ -24,8 +24,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.machine import table, write_section  # noqa: E402
+from benchmarks.readme_blocks import sync_readme  # noqa: E402
 
-SKIP = {"run_all.py", "machine.py", "__init__.py"}
+SKIP = {"run_all.py", "machine.py", "readme_blocks.py", "__init__.py"}
 SHORT_ARGS = {"detection": ["--budget-min", "15", "--out", str(HERE / "results" / "detection_short.md")],
               "two_stage": ["--budget-min", "3", "--out", str(HERE / "results" / "two_stage_short.md")]}
 DEFAULT_TIMEOUT_S = 4500
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
     sections = [p.read_text().strip() for p in sorted((HERE / "results").glob("*.md"))]
     header_text = header([p.stem for p in script_paths()])
     (HERE.parent / "BENCHMARKS.md").write_text(header_text + "\n" + "\n\n".join(sections) + "\n")
-    print(f"wrote BENCHMARKS.md ({len(sections)} sections)")
+    print(f"wrote BENCHMARKS.md ({len(sections)} sections); README blocks refilled: {', '.join(sync_readme())}")
     if failures:
         print("failed: " + ", ".join(failures))
     return 1 if failures else 0

@@ -79,3 +79,25 @@ def test_transfer_script_types_no_exploration_numbers():
     moved = log.read_text()
     for figure in ("0.850 / 0.846 / 0.844", "0.76 / 0.77 / 0.82 at 64 / 96 / 128 px", "15-epoch scratch arm (0.71)"):
         assert figure in " ".join(moved.split())
+
+
+def test_readme_figures_are_the_recorded_results(tmp_path):
+    """Every README results block equals what benchmarks/readme_blocks.py copies from results/ now."""
+    from benchmarks.readme_blocks import README, block_lines, sync_readme
+
+    copy = tmp_path / "README.md"
+    copy.write_text(README.read_text())
+    names = sync_readme(copy)
+    assert {"demo_fashion_mnist", "two_stage"} <= set(names)
+    assert copy.read_text() == README.read_text(), "README figures drifted: run benchmarks/readme_blocks.py"
+    rows = [line for line in block_lines("demo_fashion_mnist", False) if line.startswith("| ensemble of")]
+    assert len(rows) == 1 and rows[0] in README.read_text()
+
+
+def test_readme_block_without_its_result_is_refused(tmp_path):
+    from benchmarks.readme_blocks import sync_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- results:no_such_benchmark -->\n<!-- results:no_such_benchmark end -->\n")
+    with pytest.raises(FileNotFoundError):
+        sync_readme(readme)
