@@ -5,7 +5,10 @@ counted, or working), and for the bomb and size cases the peak memory the
 probe needed above its set-up (the ``ru_maxrss`` high-water mark of a fresh
 child process, measured before and after the probe). The same probes are
 assertions in ``tests/test_reliability_{decode_guard,figures,recipe_limits,
-gallery_files,folder_inputs}.py``.
+gallery_files,folder_inputs}.py``; the tracking-outage rows run the tests
+of ``tests/test_tracking_{outage,resilience}.py`` (a real ``mlflow server``
+killed mid-run, queues synced from another folder, a replay cut half-way, a
+lost store) and report each one's result and time.
 """
 
 from __future__ import annotations
@@ -273,6 +276,50 @@ def export_1d_probe(tmp: Path, row) -> None:
         f"predict: {'one line (takes tensors)' if predict else 'NOT ONE LINE'}; evaluate: {'works' if evaluate else 'FAILS'}", "0")
 
 
+TRACKING_TESTS = {
+    "test_server_killed_mid_transfer_run_then_sync_uploads_the_nested_stage_runs":
+        ("MLflow server killed mid transfer run", "a real `mlflow server` killed after stage 1's first epoch; restarted; "
+         "sync-runs twice"),
+    "test_sync_runs_from_another_folder_finds_the_queued_files":
+        ("sync-runs from another folder", "a queue written in one folder, `sync-runs --workdir` run from another"),
+    "test_failed_replay_is_resumed_and_never_marks_the_run_failed":
+        ("replay cut half-way", "the server fails during sync-runs; a second sync"),
+    "test_lost_store_after_a_crash_starts_a_new_run_and_still_resumes_training":
+        ("resume after the tracking store changed", "kill -9, mlflow.db deleted, the same command rerun"),
+}
+
+
+def tracking_probes(tmp: Path, row) -> None:
+    """An unreachable server at start, in process; the outage tests as probes, in one pytest run."""
+    import xml.etree.ElementTree as ET
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    try:
+        start = time.perf_counter()
+        code, lines = _cli("train", "fashion_mnist_lenet5", "--workdir", str(tmp), "--set", "train.epochs=1")
+        seconds = time.perf_counter() - start
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI") if saved is None else os.environ.update(MLFLOW_TRACKING_URI=saved)
+    left = any((tmp / "runs").glob("*")) if (tmp / "runs").exists() else False
+    row("MLflow server unreachable at start", "`train` with MLFLOW_TRACKING_URI on a closed port (was: 4 min 13 s of "
+        "retries, then a traceback)", f"{'one `error:` line' if _one_line(code, lines) else 'NOT ONE LINE'} in "
+        f"{seconds:.1f} s; {'state left behind' if left else 'nothing left behind'}", "-")
+    report = tmp / "tracking.xml"
+    tests = [f"tests/test_tracking_{'outage' if 'killed' in name else 'resilience'}.py::{name}" for name in TRACKING_TESTS]
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *tests],
+                   cwd=ROOT, capture_output=True, text=True)
+    cases = {c.get("name"): c for c in ET.parse(report).getroot().iter("testcase")} if report.is_file() else {}
+    for name, (fault, tried) in TRACKING_TESTS.items():
+        case = cases.get(name)
+        held = case is not None and not any(case.find(k) is not None for k in ("failure", "error", "skipped"))
+        seconds = f" ({float(case.get('time')):.0f} s)" if case is not None else ""
+        row(fault, tried, f"its test passed{seconds}" if held else f"FAILED: its test failed{seconds}", "0")
+
+
 def run(tmp: Path, row) -> None:
     """Every probe; ``row(fault, tried, survived, lost)`` adds a line to the matrix."""
     for name in PEAK_PROBES:
@@ -280,7 +327,7 @@ def run(tmp: Path, row) -> None:
         sub.mkdir()
         result, seconds, mb = peak_probe(name, sub)
         row(f"size probe: {name}", PEAK_PROBES[name][0], f"{result} in {seconds:.2f} s; peak +{mb:,.0f} MB above set-up", "-")
-    for step in (cli_probes, gallery_probes, export_1d_probe, folder_probes):
+    for step in (cli_probes, gallery_probes, export_1d_probe, folder_probes, tracking_probes):
         sub = tmp / step.__name__
         sub.mkdir()
         step(sub, row)
