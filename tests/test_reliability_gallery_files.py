@@ -45,12 +45,18 @@ def one_error_line(capsys) -> str:
     return err[0]
 
 
-def test_a_corrupted_page_is_one_line_on_list_and_identify(tmp_path, capsys):
-    db = tmp_path / "faces.db"
+def _damaged_gallery(folder):
+    """A 300-person faces.db in ``folder`` with one page overwritten and no WAL to recover it from."""
+    db = folder / "faces.db"
     _gallery_with(db)
     _corrupt_a_page(db)
-    for wal in tmp_path.glob("faces.db-*"):
+    for wal in folder.glob("faces.db-*"):
         wal.unlink()
+    return db
+
+
+def test_a_corrupted_page_is_one_line_on_list_and_identify(tmp_path, capsys):
+    db = _damaged_gallery(tmp_path)
     assert main(["faces", "list", "--gallery", str(db)]) == 2
     line = one_error_line(capsys)
     assert "is damaged" in line and ".recover" in line
@@ -59,14 +65,9 @@ def test_a_corrupted_page_is_one_line_on_list_and_identify(tmp_path, capsys):
         g.identify(_unit(1, 7), 0.5, VERSION)
 
 
-def test_a_corrupted_page_is_one_line_on_remove(tmp_path, capsys):
-    db = tmp_path / "faces.db"
-    _gallery_with(db)
-    _corrupt_a_page(db)
-    for wal in tmp_path.glob("faces.db-*"):
-        wal.unlink()
+def test_a_corrupted_page_is_one_line_on_remove(tmp_path):
     with pytest.raises(GalleryDamaged, match="is damaged"):
-        Gallery(db).remove("person0007")
+        Gallery(_damaged_gallery(tmp_path)).remove("person0007")
 
 
 def test_a_zero_byte_file_is_not_silently_a_new_gallery(tmp_path, capsys):

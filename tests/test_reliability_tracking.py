@@ -2,17 +2,12 @@
 the failure is reported once, nothing is retried, and `convforge sync-runs` uploads what was queued."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import keras
 import mlflow
 import pytest
+from mlflow_servers import KillServerAfterFirstEpoch, free_port, start_server, stop_server
 
 from models.safe_load import load_keras
 from tasks.cli.main import main
@@ -25,62 +20,18 @@ from tasks.problems.classification import ClassificationTask
 EPOCHS = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp / 'server.db'}",
-         "--default-artifact-root", (tmp / "artifacts").as_uri(), "--no-serve-artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        assert proc.poll() is None, (tmp / "server.log").read_text()[-2000:]
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise AssertionError("mlflow server did not start")
-
-
-class KillServer(keras.callbacks.Callback):
-    """Kills the tracking server when the first epoch ends; records epoch wall times."""
-
-    server: subprocess.Popen | None = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        KillServer.seconds.append(time.perf_counter() - self.start)
-        if epoch == 0:
-            os.killpg(KillServer.server.pid, 9)  # the server and its uvicorn worker
-            KillServer.server.wait(timeout=30)
-
-
 @register_task("classification_with_server_outage")
 class OutageTask(ClassificationTask):
     """The classification task with one extra callback (the fault injector)."""
 
     def fit(self, model, inputs, callbacks):
-        return super().fit(model, inputs, [*callbacks, KillServer()])
+        return super().fit(model, inputs, [*callbacks, KillServerAfterFirstEpoch()])
 
 
 @pytest.mark.slow
 def test_server_killed_mid_run_training_finishes_and_sync_uploads_everything(tmp_path, monkeypatch, capsys):
-    server, url = _start_server(tmp_path)
-    KillServer.server, KillServer.seconds = server, []
+    server, url = start_server(tmp_path)
+    KillServerAfterFirstEpoch.server, KillServerAfterFirstEpoch.seconds = server, []
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -93,14 +44,13 @@ def test_server_killed_mid_run_training_finishes_and_sync_uploads_everything(tmp
         })
         result = train(recipe, tmp_path)  # must not raise although the server died after epoch 1
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, 9)
+        stop_server(server)
     err = capsys.readouterr().err
     assert err.count("MLflow tracking failed") == 1  # reported once
     assert result.export_path is not None and (result.export_path / "saved_model.pb").is_file()
     assert result.metrics["test_accuracy"] > 0.3
     # no retries after the first failure: later epochs are not slowed by the dead server
-    assert max(KillServer.seconds[2:]) < 5 + 3 * max(KillServer.seconds[0], 0.5)
+    assert max(KillServerAfterFirstEpoch.seconds[2:]) < 5 + 3 * max(KillServerAfterFirstEpoch.seconds[0], 0.5)
 
     state = tmp_path / "runs" / recipe_key(recipe)
     calls = [json.loads(line) for line in (state / PENDING_FILE).read_text().splitlines()]
@@ -133,7 +83,7 @@ def test_server_killed_mid_run_training_finishes_and_sync_uploads_everything(tmp
 
 
 def test_safe_logger_spills_after_one_failure_without_calling_again(tmp_path, monkeypatch, capsys):
-    port = _free_port()  # nothing listens there: every call would fail
+    port = free_port()  # nothing listens there: every call would fail
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     mlflow.set_tracking_uri(f"http://127.0.0.1:{port}")

@@ -8,17 +8,12 @@
   rest, the nested stage runs opened during the outage included.
 """
 
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
-import keras
 import mlflow
 import pytest
+from mlflow_servers import KillServerAfterFirstEpoch, free_port, start_server, stop_server
 
 from tasks.cli.main import main
 from tasks.core.recipe import load_recipe
@@ -27,43 +22,8 @@ from tasks.core.trainer import train
 from tasks.problems.transfer import TransferTask
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(tmp: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """``mlflow server`` on 127.0.0.1 with a SQLite store and a file artifact root under ``tmp``."""
-    port = port or _free_port()
-    log = (tmp / f"server-{port}.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{tmp / 'server.db'}",
-         "--default-artifact-root", (tmp / "artifacts").as_uri(), "--no-serve-artifacts",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        assert proc.poll() is None, (tmp / f"server-{port}.log").read_text()[-2000:]
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.5)
-    os.killpg(proc.pid, 9)
-    raise AssertionError("mlflow server did not start")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, 9)  # the server and its uvicorn worker
-        proc.wait(timeout=30)
-
-
 def test_unreachable_server_at_start_is_one_error_line_within_seconds(tmp_path, monkeypatch, capsys):
-    url = f"http://127.0.0.1:{_free_port()}"  # a typo'd port: nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # a typo'd port: nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"):
         monkeypatch.delenv(name, raising=False)
@@ -81,21 +41,6 @@ def test_unreachable_server_at_start_is_one_error_line_within_seconds(tmp_path, 
     assert main(["ensemble", "0" * 32, "1" * 32, "--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert time.perf_counter() - start < 20 and len(err) == 1 and f"{url} is unreachable" in err[0]
-
-
-class KillServerAfterFirstEpoch(keras.callbacks.Callback):
-    """Kills the tracking server when stage 1's first epoch ends; records every epoch's wall time."""
-
-    server: subprocess.Popen | None = None
-    seconds: list = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        KillServerAfterFirstEpoch.seconds.append(time.perf_counter() - self.start)
-        if KillServerAfterFirstEpoch.server.poll() is None:
-            stop_server(KillServerAfterFirstEpoch.server)
 
 
 @register_task("transfer_with_server_outage")
