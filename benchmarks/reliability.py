@@ -311,11 +311,12 @@ def main() -> None:
             step(sub) if step is not graph_bomb else step()
         (tmp / "probes").mkdir()
         probes.run(tmp / "probes", row)
-    tried = [r for r in ROWS if "unguarded" not in r[0]]  # that row is the reference cost, not a probe
+    tried = [r for r in ROWS if "unguarded" not in r[0]]  # those rows are reference costs, not probes
     held = sum(not any(bad in r[2] for bad in ("FAILED:", "FAILS", "NOT ", "TRACEBACK", "DECODED", "ACCEPTED", "IN A NEW RUN")) for r in tried)
     body = table(["fault", "what was tried", "what survived", "lost"], ROWS)
-    body += (f"\n\nMatrix: {len(tried)} rows of faults and probes tried, {held} held. The unguarded tf.io.decode_image "
-             "row is the reference: the memory the in-graph guard saves per request.")
+    body += (f"\n\nMatrix: {len(tried)} rows of faults and probes tried, {held} held. The two unguarded rows are "
+             "references: the memory the in-graph decode guard saves per request, and what searching a large photo "
+             "for faces on a shrunk copy saves.")
     body += (f"\n\nWhole matrix: {time.perf_counter() - start:.0f} s (load average {os.getloadavg()[0]:.1f} at the end). Tests: `tests/test_reliability_*.py` (the same faults "
              "as assertions, plus hypothesis fuzzing of VOC/COCO/YOLO/CSV/recipes/image bytes/model files through the "
              "readers and the CLI, a real `mlflow server` killed mid-run, and kill -9 inside a transfer schedule).\n")

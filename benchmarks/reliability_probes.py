@@ -89,6 +89,23 @@ PEAK_PROBES = {
         except UserError as err:
             result = "one error line: ..." + str(err)[str(err).index(" is "):][:45] + "..."
     """),
+    "faces on a 25 Mpx photo": ("the astronaut photo enlarged to 5000x5000, every face found and cut (face_crops)", """
+        import cv2, skimage.data
+        from pipelines.face_crops import face_crops
+        photo = cv2.resize(skimage.data.astronaut(), (5000, 5000), interpolation=cv2.INTER_CUBIC)
+        face_crops(skimage.data.astronaut())  # MTCNN loaded and traced: the peak below is the photo's own
+        base = rss(); start = time.perf_counter()
+        crops, faces = face_crops(photo); result = f"{len(faces)} face(s), searched on a 2048 px copy"
+    """),
+    "same photo, unguarded: MTCNN at full size": ("the same photo searched at 5000 px (what face_crops did before)", """
+        import cv2, skimage.data
+        import pipelines.face_crops as fc
+        fc.MAX_DETECT_SIDE = 10 ** 9
+        photo = cv2.resize(skimage.data.astronaut(), (5000, 5000), interpolation=cv2.INTER_CUBIC)
+        fc.face_crops(skimage.data.astronaut())
+        base = rss(); start = time.perf_counter()
+        crops, faces = fc.face_crops(photo); result = f"{len(faces)} face(s), searched at full size"
+    """),
     "confusion matrix: 600 classes, one 5000-char label": ("3000 predictions over 600 classes rendered and saved", """
         import numpy as np
         from PIL import Image

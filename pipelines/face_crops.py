@@ -6,7 +6,9 @@ transform (rotation, uniform scale, shift; least squares, Umeyama 1991) maps
 the landmarks onto the usual 112x112 template (eyes level, at fixed places),
 so every crop shows the face at the same pose and scale before the encoder
 sees it. Photos smaller than ``MIN_SIDE`` pixels are upscaled first (MTCNN
-does not look for faces under 20 px).
+does not look for faces under 20 px); photos larger than ``MAX_DETECT_SIDE``
+are searched on a shrunk copy (MTCNN's image pyramid on a 25 Mpx photo needs
+gigabytes), the faces mapped back and cut from the full-size photo.
 
 Errors (an unreadable file, no face found) raise ``ValueError`` with the
 image's name.
@@ -35,6 +37,7 @@ TEMPLATE_112 = np.array(
 )
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 MIN_SIDE = 96
+MAX_DETECT_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -118,16 +121,24 @@ def align(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarr
 def find_faces(image: np.ndarray, min_confidence: float = 0.9, name: str = "image") -> tuple[np.ndarray, float, list[Face]]:
     """MTCNN on a photo, upscaled first when smaller than ``MIN_SIDE`` (MTCNN misses faces under ~20 px).
 
-    Returns ``(work, scale, faces)``: the RGB image searched (``image`` times
-    ``scale``), the scale, and the faces in ``work``'s pixels (``faces_in_photo``
-    maps them back). ``ValueError`` names ``name`` when there is no face.
+    Returns ``(work, scale, faces)``: the RGB image to cut faces from
+    (``image`` times ``scale``), the scale, and the faces in ``work``'s pixels
+    (``faces_in_photo`` maps them back). A photo whose longer side exceeds
+    ``MAX_DETECT_SIDE`` is searched on a copy shrunk to that side; its faces
+    come back in the full photo's pixels (``scale`` 1). ``ValueError`` names
+    ``name`` when there is no face.
     """
     import cv2
 
     rgb = to_rgb(image)
     scale = max(1.0, MIN_SIDE / min(rgb.shape[:2]))
-    work = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
-    faces = detect_faces(work, min_confidence)
+    shrink = min(1.0, MAX_DETECT_SIDE / max(rgb.shape[:2]))
+    if shrink < 1:
+        small = cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        work, scale, faces = rgb, 1.0, faces_in_photo(detect_faces(small, min_confidence), shrink)
+    else:
+        work = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
+        faces = detect_faces(work, min_confidence)
     if not faces:
         raise ValueError(f"no face found in {name} (MTCNN confidence >= {min_confidence}); give a photo with a visible face")
     return work, scale, faces

@@ -191,3 +191,17 @@ def test_a_gallery_that_is_not_a_database_is_one_clear_error(tmp_path, capsys):
     bad.write_bytes(b"this is not SQLite" * 100)
     assert main(["faces", "list", "--gallery", str(bad)]) == 2
     assert "cannot be opened" in capsys.readouterr().err
+
+
+def test_a_large_photo_is_searched_shrunk_and_cut_at_full_size():
+    from pipelines.face_crops import MAX_DETECT_SIDE, find_faces
+
+    astronaut = skimage.data.astronaut()
+    big = cv2.resize(astronaut, None, fx=5, fy=5, interpolation=cv2.INTER_CUBIC)  # 2560 px: over the detection side
+    assert max(big.shape[:2]) > MAX_DETECT_SIDE
+    work, scale, faces = find_faces(big)
+    assert work.shape == big.shape and scale == 1.0  # faces come back in the full photo's pixels
+    reference = find_faces(astronaut)[2][0]
+    assert len(faces) == 1 and np.abs(faces[0].landmarks / 5 - reference.landmarks).max() < 3
+    crop_big, crop_small = face_crops(big)[0][0], face_crops(astronaut)[0][0]
+    assert np.abs(crop_big.astype(float) - crop_small).mean() < 20  # the same face, cut at full size
