@@ -34,15 +34,17 @@ def test_one_shot_accuracy_is_exact_on_separated_clusters():
 
 @pytest.mark.slow
 def test_binary_head_recipe_trains_exports_threshold_and_logs_roc(mlflow_store, workdir):
-    recipe = load_recipe("faces_fashion_mnist", [
-        "faces.loss=binary", "faces.p=5", "faces.k=4", "data.train_limit=3000", "data.test_limit=300",
-        "model.options.widths=[8, 16]", "model.options.embedding_dim=16", "train.epochs=1", "train.steps_per_epoch=120",
-        "faces.max_pairs=4000",
-    ])
+    settings = ["faces.loss=binary", "faces.p=5", "faces.k=4", "data.train_limit=3000", "data.test_limit=300",
+                "model.options.widths=[8, 16]", "model.options.embedding_dim=16", "train.epochs=1", "faces.max_pairs=4000"]
+    recipe = load_recipe("faces_fashion_mnist", [*settings, "train.steps_per_epoch=120"])
     result = train(recipe, workdir)
     m = result.metrics
     assert {"val_auc", "val_eer", "threshold", "test_auc", "test_eer", "test_accuracy", "test_one_shot_accuracy", "test_head_auc"} <= set(m)
-    assert m["test_auc"] > 0.6  # better than chance on classes never trained on
+    # Random conv features already separate Fashion-MNIST classes (an untrained encoder scores 0.67-0.73), so the
+    # encoder's AUC on classes never trained on is compared with the same recipe after one step (measured gap +0.06-0.10).
+    untrained = train(load_recipe("faces_fashion_mnist", [*settings, "train.steps_per_epoch=1", "export.enabled=false"]),
+                      workdir / "one_step")
+    assert m["test_auc"] > untrained.metrics["test_auc"] + 0.03
     # The logistic head scores the same unseen-identity pairs: after 120 steps it beats chance by a margin
     # (measured 0.734 / 0.736 / 0.687 with seeds 42 / 1 / 2). With this recipe's seed 42 an untrained head scores 0.38
     # (1 step) and 0.31 (15 steps), a head read with the wrong sign 0.27: both fail. (Across seeds an untrained head's
