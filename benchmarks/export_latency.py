@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/export_latency.py        # ~2-4 minutes on 2 cores (bounded by --calls)
 
-Models: LeNet-5 (28x28x1, the demo) and a small ResNet-18 (32x32x1, width
+Models: LeNet-5 (28x28x1, the quick demo) and a small ResNet-18 (32x32x1, width
 0.5), untrained, exported with ``serving.export.export_classifier`` and loaded
 with ``tf.saved_model.load``. Compared per call, on the same uint8 batch:
 

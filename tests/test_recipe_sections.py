@@ -82,7 +82,7 @@ def test_mlflow_params_of_a_recipe_are_what_they_were():
     """flatten(recipe) is what MLflow logs as params: the typed sections must not change one key or value."""
     assert flatten(load_recipe("fashion_mnist_lenet5")) == {
         "task": "classification", "seed": 42,
-        "description": "LeNet-5 (tanh, average pooling) on the real Fashion-MNIST 60k/10k split (the demo)",
+        "description": "LeNet-5 (tanh, average pooling) on the real Fashion-MNIST 60k/10k split (`make demo DEMO_ARGS=--quick`)",
         "data.dataset": "fashion_mnist", "data.val_fraction": 0.1, "data.train_limit": None, "data.test_limit": None,
         "data.image_size": None, "data.channels": None, "data.augment": ["mirror"], "data.derive": None,
         "data.shuffle_buffer": 10000, "data.service": None, "data.test_fraction": 0.1,
