@@ -15,7 +15,7 @@
    photo, for both pipelines; and the distance between the two pipelines'
    descriptors of the same face.
 
-Needs ``dlib-bin`` (the dev extra) and npm for face-api's photos (without it,
+Needs ``dlib-bin`` (the dev extra) and the npm registry for face-api's photos (without it,
 parts 2-3 run on the bundled photos only and say so).
 """
 
@@ -129,14 +129,15 @@ def main() -> None:
     args = ap.parse_args()
     from faces_dlib_reference import dlib_faces
 
+    from pipelines.face_api_package import FaceApiUnavailable
     from pipelines.face_crops import load_rgb
-    from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
+    from pipelines.sample_faces import bundled_photos, face_api_photos
 
     paths = list(bundled_photos().values())
     try:
         group = face_api_photos()
         missing = ""
-    except SamplePhotosUnavailable as err:
+    except FaceApiUnavailable as err:
         group, missing = [], f" face-api's photos unavailable ({err}): bundled photos only."
     photos = {p.name: load_rgb(p) for p in paths + group}
     chips = np.stack([f.chip for image in photos.values() for f in dlib_faces(image)])

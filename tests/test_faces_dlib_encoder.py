@@ -11,8 +11,9 @@ from models.dlib_face_resnet import (
     load_dlib_face_weights,
     package_weights_path,
 )
+from pipelines.face_api_package import FaceApiUnavailable
 from pipelines.face_crops import load_rgb
-from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
+from pipelines.sample_faces import bundled_photos, face_api_photos
 
 TOLERANCE = 1e-3  # max |keras - dlib| over every descriptor component
 
@@ -41,7 +42,7 @@ def test_port_equals_dlib_on_chips_from_the_bundled_photos(encoder, tmp_path):
 def test_port_equals_dlib_on_the_face_api_group_photos(encoder):
     try:
         paths = face_api_photos()
-    except SamplePhotosUnavailable as err:
+    except FaceApiUnavailable as err:
         pytest.skip(str(err))
     chips, reference = _chips(paths)
     ours = np.asarray(encoder.predict(chips, batch_size=32, verbose=0))

@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
+from pipelines.face_api_package import FaceApiUnavailable
 from pipelines.face_crops import load_rgb
-from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
+from pipelines.sample_faces import bundled_photos, face_api_photos
 from tasks.workflows.face_alignment import dlib_aligned_faces
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def identities(tmp_path_factory):
     """One identity per real face of the sample photos (faces within a group photo are different people), 4 shots each."""
     try:
         paths = list(bundled_photos(tmp_path_factory.mktemp("photos")).values()) + face_api_photos()
-    except SamplePhotosUnavailable as err:
+    except FaceApiUnavailable as err:
         pytest.skip(f"too few identities without face-api's group photos: {err}")
     root, rng, n = tmp_path_factory.mktemp("identities"), np.random.default_rng(0), 0
     for p in paths:

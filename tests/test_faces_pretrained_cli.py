@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import skimage.data
 
+from pipelines.face_api_package import FaceApiUnavailable
 from pipelines.face_crops import load_rgb
-from pipelines.sample_faces import SamplePhotosUnavailable, bundled_photos, face_api_photos
+from pipelines.sample_faces import bundled_photos, face_api_photos
 from tasks.cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ def test_enrol_and_identify_with_no_model_and_no_training(photos, capsys, tmp_pa
     assert _run(capsys, "faces", "verify", photos["astronaut_later"], "--as", "eileen", *g)[0] == 0
     try:
         group = face_api_photos()[0]
-    except SamplePhotosUnavailable as err:
+    except FaceApiUnavailable as err:
         pytest.skip(f"group photo: {err}")
     code, out, _ = _run(capsys, "faces", "identify", str(group), *g)
     assert code == 0 and out.count("not recognised (distance") == len(out.splitlines()) >= 3  # strangers
@@ -71,7 +72,7 @@ def test_bad_input_is_one_error_line_and_exit_code_2(photos, capsys, tmp_path):
         assert code == 2 and err.startswith("error: ") and expected in err and err.count("\n") == 1, err
     try:
         group = str(face_api_photos()[0])
-    except SamplePhotosUnavailable:
+    except FaceApiUnavailable:
         group = None
     if group:
         code, _, err = _run(capsys, "faces", "enrol", "crowd", group, *g)

@@ -63,10 +63,12 @@ def add_parser(sub) -> None:
     action("list", "enrolled persons and their number of encodings", list_persons, photos=False)
     a = action("reencode", "rebuild every encoding with another encoder (from the stored crops)", reencode, photos=False)
     a.add_argument("--model", required=True, help="the new encoder: 'dlib', a dlib .dat file or an export")
-    help_text = "draw the 68 face landmarks (dlib's predictor) of every face in a photo"
+    help_text = "draw the 68 face landmarks (face-api's CNN, or dlib's predictor) of every face in a photo"
     a = actions.add_parser("landmarks", help=help_text, description=help_text)
     a.add_argument("image")
     a.add_argument("-o", "--output", required=True, help="image to write (PNG or JPEG)")
+    a.add_argument("--method", choices=["cnn", "dlib"], default="cnn",
+                   help="cnn: face-api's landmark CNN (default); dlib: dlib's regression-tree predictor")
     a.add_argument("--min-confidence", type=float, default=0.9, help="MTCNN face confidence (default 0.9)")
     a.set_defaults(func=landmarks)
     help_text = "write dlib's pretrained face encoder in the TF Serving layout (input: aligned 150x150 uint8 chips)"
@@ -290,13 +292,13 @@ def landmarks(args) -> int:
         raise UserError(f"-o {args.output}: give a .png or .jpg file name")
     try:
         image = load_rgb(args.image)
-        faces, points = face_landmarks(image, args.min_confidence, name=args.image)
-    except ValueError as err:
+        faces, points = face_landmarks(image, args.min_confidence, name=args.image, method=args.method)
+    except (ValueError, OSError) as err:
         raise UserError(str(err)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), draw_landmarks(image, faces, points)[..., ::-1]):
         raise UserError(f"-o {args.output} cannot be written; give a writable path")
-    print(f"{args.image}: {len(faces)} face(s), 68 landmarks each -> {out}")
+    print(f"{args.image}: {len(faces)} face(s), 68 landmarks each ({args.method}) -> {out}")
     return 0
 
 
