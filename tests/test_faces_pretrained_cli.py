@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from pipelines.face_api_package import FaceApiUnavailable
 from pipelines.face_crops import load_rgb
-from pipelines.sample_faces import bundled_photos, face_api_photos
+from pipelines.sample_faces import bundled_photos, face_api_photos, person_photos
 from tasks.cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -19,13 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     d = tmp_path_factory.mktemp("photos")
-    files = {k: str(v) for k, v in bundled_photos(d).items()}
-    astronaut = skimage.data.astronaut()
-    m = cv2.getRotationMatrix2D((256, 256), 8, 0.9)  # another shot of Eileen Collins: turned, smaller, brighter, JPEG
-    later = cv2.warpAffine(astronaut, m, (512, 512), borderMode=cv2.BORDER_REFLECT).astype(np.float32) * 1.1
-    later = cv2.resize(np.clip(later, 0, 255).astype(np.uint8), None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
-    files["astronaut_later"] = str(d / "astronaut_later.jpg")
-    cv2.imwrite(files["astronaut_later"], later[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])
+    files = {k: str(v) for k, v in [*bundled_photos(d).items(), *person_photos().items()]}
     files["coffee"] = str(d / "coffee.png")
     cv2.imwrite(files["coffee"], skimage.data.coffee()[..., ::-1])
     files["broken"] = str(d / "broken.jpg")
@@ -40,25 +33,25 @@ def _run(capsys, *argv):
 
 
 def test_enrol_and_identify_with_no_model_and_no_training(photos, capsys, tmp_path):
+    """Enrol one real photo per person, identify other real shots of them (obama2, obama3) and a stranger (biden)."""
     g = ["--gallery", str(tmp_path / "faces.db")]
     code, out, _ = _run(capsys, "faces", "enrol", "eileen", photos["astronaut"], *g)
     assert code == 0 and "encoder dlib_face_resnet@55533b28a95800a5" in out
     assert _run(capsys, "faces", "enrol", "grace", photos["grace_hopper"], *g)[0] == 0
-    code, out, _ = _run(capsys, "faces", "identify", photos["astronaut_later"], photos["grace_hopper"], *g)
+    assert _run(capsys, "faces", "enrol", "barack", photos["obama"], *g)[0] == 0
+    code, out, _ = _run(capsys, "faces", "identify", photos["obama2"], photos["obama3"], photos["biden"], photos["grace_hopper"], *g)
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 2, out
-    assert ": eileen (distance 0." in lines[0] and "threshold 0.600)" in lines[0]
-    assert ": grace (distance 0.000" in lines[1]
-    d = float(lines[0].split("distance ")[1].split(",")[0])
-    assert d < 0.45  # the same person, another shot
-    code, out, _ = _run(capsys, "faces", "verify", photos["astronaut_later"], "--as", "grace", *g)
-    assert code == 1 and "is NOT grace (distance" in out
-    assert _run(capsys, "faces", "verify", photos["astronaut_later"], "--as", "eileen", *g)[0] == 0
-    try:
-        group = face_api_photos()[0]
-    except FaceApiUnavailable as err:
-        pytest.skip(f"group photo: {err}")
-    code, out, _ = _run(capsys, "faces", "identify", str(group), *g)
+    assert code == 0 and len(lines) == 4, out
+    for line in lines[:2]:
+        assert ": barack (distance 0." in line and "threshold 0.600)" in line
+        assert float(line.split("distance ")[1].split(",")[0]) < 0.45  # the same person in another photo
+    assert ": not recognised (distance 0." in lines[2]
+    assert float(lines[2].split("distance ")[1].split(",")[0]) > 0.7  # nobody enrolled is Joe Biden
+    assert ": grace (distance 0.000" in lines[3]
+    code, out, _ = _run(capsys, "faces", "verify", photos["biden"], "--as", "barack", *g)
+    assert code == 1 and "is NOT barack (distance" in out
+    assert _run(capsys, "faces", "verify", photos["obama2"], "--as", "barack", *g)[0] == 0
+    code, out, _ = _run(capsys, "faces", "identify", str(face_api_photos()[0]), *g)
     assert code == 0 and out.count("not recognised (distance") == len(out.splitlines()) >= 3  # strangers
 
 
@@ -70,13 +63,8 @@ def test_bad_input_is_one_error_line_and_exit_code_2(photos, capsys, tmp_path):
     ]:
         code, _, err = _run(capsys, "faces", *argv, *g)
         assert code == 2 and err.startswith("error: ") and expected in err and err.count("\n") == 1, err
-    try:
-        group = str(face_api_photos()[0])
-    except FaceApiUnavailable:
-        group = None
-    if group:
-        code, _, err = _run(capsys, "faces", "enrol", "crowd", group, *g)
-        assert code == 2 and "faces; enrol 'crowd' from photos of them alone" in err and err.count("\n") == 1
+    code, _, err = _run(capsys, "faces", "enrol", "crowd", str(face_api_photos()[0]), *g)
+    assert code == 2 and "faces; enrol 'crowd' from photos of them alone" in err and err.count("\n") == 1
     assert _run(capsys, "faces", "list", *g)[1].startswith("0 person(s)")  # nothing was written
 
     from models.dlib_face_resnet import package_weights_path
