@@ -12,11 +12,13 @@
    upsampled once, shape predictor, ``get_face_chip``).
 3. Impostors: faces in one group photo are different people; the
    false-accept rate at 0.6 over every pair of faces sharing a face-api demo
-   photo, for both pipelines; and the distance between the two pipelines'
+   photo, for both pipelines; genuine pairs: the distances between three
+   different photos of one person (face_recognition's obama, obama2,
+   obama3), for both pipelines; and the distance between the two pipelines'
    descriptors of the same face.
 
-Needs ``dlib-bin`` (the dev extra) and the npm registry for face-api's photos (without it,
-parts 2-3 run on the bundled photos only and say so).
+Needs ``dlib-bin`` (the dev extra) and the photos ``make data`` fetches
+(``pipelines.sample_faces``).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def throughput(chips: np.ndarray, repeats: int) -> tuple[list[list], str]:
     return rows, note
 
 
-def pipelines(photos: dict[str, np.ndarray], group: set[str]) -> tuple[list[list], str]:
+def pipelines(photos: dict[str, np.ndarray], group: set[str], person: set[str]) -> tuple[list[list], str]:
     import dlib
     from faces_dlib_reference import dlib_models
 
@@ -94,6 +96,7 @@ def pipelines(photos: dict[str, np.ndarray], group: set[str]) -> tuple[list[list
     ours_encoder = DlibFaceEncoder()
     dlib_aligned_faces(next(iter(photos.values())))  # load MTCNN and the predictor before timing
     ours_ms, dlib_ms, same_face, far = [], [], [], {"convforge": [0, 0], "dlib": [0, 0]}
+    one_person = {"convforge": [], "dlib": []}  # the face of each photo of the same person
     for name, image in photos.items():
         t = time.perf_counter()
         chips, faces = dlib_aligned_faces(image, name=name)
@@ -109,15 +112,22 @@ def pipelines(photos: dict[str, np.ndarray], group: set[str]) -> tuple[list[list
             gaps = [np.linalg.norm(f.landmarks[2] - nose) for f in faces]
             if min(gaps) <= 0.5 * eyes:
                 same_face.append(float(np.linalg.norm(e_ours[int(np.argmin(gaps))] - e)))
+        if name in person:
+            one_person["convforge"].append(e_ours[0])
+            one_person["dlib"].append(e_dlib[0])
         if name in group:
             for key, e in (("convforge", e_ours), ("dlib", e_dlib)):
                 d = np.linalg.norm(e[:, None] - e[None], axis=-1)[np.triu_indices(len(e), 1)]
                 far[key][0] += int(np.sum(d <= THRESHOLD))
                 far[key][1] += len(d)
+    genuine = {}
+    for key, e in one_person.items():
+        d = np.linalg.norm(np.array(e)[:, None] - np.array(e)[None], axis=-1)[np.triu_indices(len(e), 1)]
+        genuine[key] = f"{', '.join(f'{v:.3f}' for v in d)}; {int(np.sum(d > THRESHOLD))}/{len(d)} rejected"
     rows = [["convforge: MTCNN + dlib landmarks (NumPy) + chip", f"{np.median(ours_ms):.0f}", f"{np.sum(ours_ms) / 1000:.1f}",
-             f"{far['convforge'][0]}/{far['convforge'][1]} = {far['convforge'][0] / max(1, far['convforge'][1]):.3f}"],
+             f"{far['convforge'][0]}/{far['convforge'][1]} = {far['convforge'][0] / max(1, far['convforge'][1]):.3f}", genuine["convforge"]],
             ["dlib: HOG (upsample 1) + shape predictor + get_face_chip", f"{np.median(dlib_ms):.0f}", f"{np.sum(dlib_ms) / 1000:.1f}",
-             f"{far['dlib'][0]}/{far['dlib'][1]} = {far['dlib'][0] / max(1, far['dlib'][1]):.3f}"]]
+             f"{far['dlib'][0]}/{far['dlib'][1]} = {far['dlib'][0] / max(1, far['dlib'][1]):.3f}", genuine["dlib"]]]
     note = (f"Same face through both pipelines ({len(same_face)} faces found by both): descriptor distance median "
             f"{np.median(same_face):.3f}, max {np.max(same_face):.3f} (goal: median <= 0.10).")
     return rows, note
@@ -129,27 +139,23 @@ def main() -> None:
     args = ap.parse_args()
     from faces_dlib_reference import dlib_faces
 
-    from pipelines.face_api_package import FaceApiUnavailable
     from pipelines.face_crops import load_rgb
-    from pipelines.sample_faces import bundled_photos, face_api_photos
+    from pipelines.sample_faces import bundled_photos, face_api_photos, person_photos
 
-    paths = list(bundled_photos().values())
-    try:
-        group = face_api_photos()
-        missing = ""
-    except FaceApiUnavailable as err:
-        group, missing = [], f" face-api's photos unavailable ({err}): bundled photos only."
-    photos = {p.name: load_rgb(p) for p in paths + group}
+    group = face_api_photos()
+    person = [p for name, p in person_photos().items() if name.startswith("obama")]
+    photos = {p.name: load_rgb(p) for p in [*bundled_photos().values(), *person_photos().values(), *group]}
     chips = np.stack([f.chip for image in photos.values() for f in dlib_faces(image)])
     speed_rows, speed_note = throughput(chips, args.repeats)
-    pipe_rows, pipe_note = pipelines(photos, {p.name for p in group})
+    pipe_rows, pipe_note = pipelines(photos, {p.name for p in group}, {p.name for p in person})
     body = (
         f"### Encoder throughput, faces/s ({len(chips)} dlib chips of the sample photos, tiled to 32)\n\n"
         + table(["encoder", "batch 1", "batch 32", "vs dlib (1 / 32)"], speed_rows)
         + f"\n\n{speed_note} dlib is the prebuilt dlib-bin 20.0.1.post1 wheel, as pip installs it.\n\n"
         f"### Detection + alignment and impostors ({len(photos)} photos: {', '.join(photos)})\n\n"
-        + table(["pipeline", "ms / photo (median)", "s in all", f"false accepts at {THRESHOLD}, pairs within a group photo"], pipe_rows)
-        + f"\n\n{pipe_note}{missing} Both run in one process on the same cores (TensorFlow and dlib each use their own threads); "
+        + table(["pipeline", "ms / photo (median)", "s in all", f"false accepts at {THRESHOLD}, pairs within a group photo",
+                 f"same person, 3 photos of Barack Obama: pair distances; rejected at {THRESHOLD}"], pipe_rows)
+        + f"\n\n{pipe_note} Both run in one process on the same cores (TensorFlow and dlib each use their own threads); "
         "the machine is shared, so compare the ratios.\n"
     )
     write_section("faces_encoder", "Faces: the pretrained encoder and alignment against dlib", "python benchmarks/faces_encoder.py", body)
