@@ -56,10 +56,10 @@ def _download(timeout_s: float) -> bytes:
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise FaceApiUnavailable(f"cannot download {PACKAGE} from {TARBALL_URL} ({reason}); the npm registry may be "
-                                 f"unreachable: fetch the tarball elsewhere and unpack its files into {package_dir()}") from None
+                                 f"unreachable: fetch the tarball elsewhere and unpack its package/ folder as {package_dir()}") from None
     if hashlib.sha256(data).hexdigest() != TARBALL_SHA256:
         raise FaceApiUnavailable(f"{TARBALL_URL} did not give the expected bytes (SHA-256 mismatch); retry, or unpack "
-                                 f"{PACKAGE} into {package_dir()} by hand")
+                                 f"the package/ folder of {PACKAGE} as {package_dir()} by hand")
     return data
 
 
