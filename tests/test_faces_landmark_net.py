@@ -10,9 +10,11 @@ import pytest
 
 from models.face_landmark_net import SHARD, face_landmark_68_net, load_face_landmark_weights
 from models.tfjs_weights import TfjsFormatError, read_tfjs_weights
-from pipelines.face_api_package import LANDMARK_68_FILES, face_api_files
+from pipelines.face_api_package import LANDMARK_68_FILES, FaceApiUnavailable, face_api_files
 from pipelines.face_crops import load_rgb, square_crop
 from pipelines.sample_faces import bundled_photos
+from tasks.cli.main import main
+from tasks.workflows.face_landmarks import landmark_cnn
 
 MEAN = np.array([122.782, 117.001, 104.298])
 
@@ -120,3 +122,18 @@ def test_bad_weight_files_are_one_line_errors(manifest, tmp_path):
     (copy / manifest.name).write_text("{not json")
     with pytest.raises(TfjsFormatError, match="not a TF.js weights manifest"):
         read_tfjs_weights(copy / manifest.name)
+
+
+def test_unreachable_registry_is_one_error_line_naming_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONVFORGE_CACHE", str(tmp_path / "empty-cache"))
+    for name in ("https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there: the download is refused at once
+    with pytest.raises(FaceApiUnavailable, match="registry may be unreachable") as err:
+        face_api_files(LANDMARK_68_FILES)
+    assert "\n" not in str(err.value) and str(tmp_path / "empty-cache") in str(err.value)
+    grace = bundled_photos(tmp_path)["grace_hopper"]
+    landmark_cnn.cache_clear()  # the model loaded by earlier tests would hide the download
+    assert main(["faces", "landmarks", str(grace), "-o", str(tmp_path / "out.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot download") and err.count("\n") == 1
+    assert not (tmp_path / "out.png").exists()
