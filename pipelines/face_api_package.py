@@ -51,7 +51,7 @@ def package_dir() -> Path:
 
 def _download(timeout_s: float) -> bytes:
     try:
-        with urllib.request.urlopen(TARBALL_URL, timeout=timeout_s) as response:
+        with urllib.request.build_opener().open(TARBALL_URL, timeout=timeout_s) as response:  # proxies as set now
             data = response.read()
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
