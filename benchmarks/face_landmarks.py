@@ -30,23 +30,14 @@ GOAL = 0.08
 CHOSEN_ON = ("sample1.jpg", "sample2.jpg", "sample3.jpg")
 
 
-def _interocular(points: np.ndarray) -> float:
-    return float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
-
-
 def main() -> None:
-    import dlib
-    from faces_dlib_reference import dlib_models, real_face_photos
+    from faces_dlib_reference import dlib_68_points, landmark_errors, real_face_photos
 
-    from models.dlib_face_resnet import package_weights_path
     from pipelines.sample_faces import cache_dir
     from tasks.workflows.face_landmarks import face_landmarks
 
     photos = real_face_photos(cache_dir() / "photos")
-    detector = dlib_models()[0]
-    predictor = dlib.shape_predictor(str(package_weights_path().parent / "shape_predictor_68_face_landmarks.dat"))
-    reference = {name: [np.array([[p.x, p.y] for p in predictor(image, r).parts()], np.float64) for r in detector(image, 1)]
-                 for name, image in photos.items()}
+    reference = {name: dlib_68_points(image) for name, image in photos.items()}
     rows = []
     for method, label in (("cnn", "face-api CNN, Keras (default)"), ("dlib", "dlib's trees, NumPy (--method dlib)")):
         face_landmarks(photos["grace_hopper.jpg"], name="warm-up", method=method)
@@ -56,12 +47,7 @@ def main() -> None:
             start = time.perf_counter()
             _, points = face_landmarks(image, name=name, method=method)
             times.append(time.perf_counter() - start)
-            for theirs in reference[name]:
-                gaps = [np.linalg.norm(p[30] - theirs[30]) for p in points]
-                if min(gaps) > 0.5 * _interocular(theirs):
-                    continue  # a face only one detector finds
-                error = np.linalg.norm(points[int(np.argmin(gaps))] - theirs, axis=1).mean() / _interocular(theirs)
-                errors[name in CHOSEN_ON].append(float(error))
+            errors[name in CHOSEN_ON] += landmark_errors(points, reference[name])
         every = errors[True] + errors[False]
         rows.append([label, f"{np.mean(every):.3f} ({len(every)} faces)", f"{np.mean(errors[False]):.3f} ({len(errors[False])} faces)",
                      f"{np.median(every):.3f}", f"{np.max(every):.3f}", f"{1000 * np.median(times):.0f}",

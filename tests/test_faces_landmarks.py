@@ -5,9 +5,8 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-from faces_dlib_reference import dlib_models, real_face_photos
+from faces_dlib_reference import dlib_68_points, dlib_68_predictor, dlib_models, landmark_errors, real_face_photos
 
-from models.dlib_face_resnet import package_weights_path
 from models.dlib_shape_predictor import ShapePredictor
 from tasks.cli.main import main
 from tasks.workflows.face_landmarks import face_landmarks
@@ -20,24 +19,13 @@ def photos(tmp_path_factory):
     return real_face_photos(tmp_path_factory.mktemp("photos"))
 
 
-@pytest.fixture(scope="module")
-def dlib_68():
-    import dlib
-
-    return dlib.shape_predictor(str(package_weights_path().parent / "shape_predictor_68_face_landmarks.dat"))
-
-
-def _interocular(points: np.ndarray) -> float:
-    return float(np.linalg.norm(points[36:42].mean(0) - points[42:48].mean(0)))
-
-
-def test_numpy_68_point_predictor_equals_dlibs_in_the_same_box(photos, dlib_68):
+def test_numpy_68_point_predictor_equals_dlibs_in_the_same_box(photos):
     detector = dlib_models()[0]
     ours = ShapePredictor.load(parts=68)
     worst = []  # (px, px / box side) per face
     for image in photos.values():
         for rect in detector(image, 1):
-            theirs = np.array([[p.x, p.y] for p in dlib_68(image, rect).parts()])
+            theirs = np.array([[p.x, p.y] for p in dlib_68_predictor()(image, rect).parts()])
             gap = np.abs(ours(image, (rect.left(), rect.top(), rect.right(), rect.bottom())) - theirs).max()
             worst.append((gap, gap / rect.width()))
     px, relative = np.max(worst, axis=0)
@@ -47,19 +35,9 @@ def test_numpy_68_point_predictor_equals_dlibs_in_the_same_box(photos, dlib_68):
 
 
 @pytest.mark.parametrize("method", ["cnn", "dlib"])
-def test_mtcnn_pipeline_against_dlibs_68_points(photos, dlib_68, method):
-    detector = dlib_models()[0]
-    errors = []
-    for name, image in photos.items():
-        faces, points = face_landmarks(image, name=name, method=method)
-        for rect in detector(image, 1):
-            theirs = np.array([[p.x, p.y] for p in dlib_68(image, rect).parts()], np.float64)
-            gaps = [np.linalg.norm(p[30] - theirs[30]) for p in points]
-            if min(gaps) > 0.5 * _interocular(theirs):
-                continue  # a face only one detector finds
-            mine = points[int(np.argmin(gaps))]
-            errors.append(np.linalg.norm(mine - theirs, axis=1).mean() / _interocular(theirs))
-    errors = np.array(errors)
+def test_mtcnn_pipeline_against_dlibs_68_points(photos, method):
+    errors = np.array([e for name, image in photos.items()
+                       for e in landmark_errors(face_landmarks(image, name=name, method=method)[1], dlib_68_points(image))])
     print(f"{method}, {len(errors)} faces: mean point error / inter-ocular distance: mean {errors.mean():.4f}, "
           f"median {np.median(errors):.4f}, worst {errors.max():.4f}")
     assert len(errors) >= 2 and errors.mean() <= GOAL
